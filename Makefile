@@ -1,0 +1,56 @@
+# regate-db developer targets. Every target creates or updates the virtual environment itself.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test test-pg15 lint format bench bench-quick clean stop-servers
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "regate-db needs Python >= 3.11, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing regate-db and its development tools into $(VENV) ..."
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,mlflow]'
+	@touch $@
+
+venv: $(STAMP) ## Create or update the virtual environment (.venv)
+
+demo: $(STAMP) ## Run the demo on the embedded PostgreSQL
+	$(VENV)/bin/regate-db demo
+
+test: $(STAMP) ## Run the test suite on the embedded PostgreSQL 18
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-pg15: $(STAMP) ## Run the test suite on Debian's PostgreSQL 15 (installs and starts it; needs root)
+	@eval "$$(scripts/pg15.sh)" && $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## sqlfluff + squawk on the SQL, ruff + mypy on the Python
+	$(VENV)/bin/sqlfluff lint sql migrations
+	$(VENV)/bin/squawk --config .squawk.toml migrations/*.sql
+	$(VENV)/bin/ruff check regate_db tests bench
+	$(VENV)/bin/ruff format --check regate_db tests bench
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## Reformat the Python and fix what sqlfluff can
+	$(VENV)/bin/ruff format regate_db tests bench
+	$(VENV)/bin/ruff check --fix regate_db tests bench
+	$(VENV)/bin/sqlfluff fix sql migrations
+
+bench: $(STAMP) ## Run the benchmarks (full mode)
+	$(PY) -m bench
+
+bench-quick: $(STAMP) ## Run the benchmarks in quick mode (under a minute)
+	$(PY) -m bench --quick
+
+stop-servers: ## Stop embedded PostgreSQL servers leaked by killed test runs
+	@scripts/stop-stale-servers.sh
+
+clean: ## Remove the virtual environment and build output
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache bench/results.json

@@ -1,0 +1,3 @@
+from regate_db.cli import main
+
+main()

