@@ -1,0 +1,267 @@
+-- Metrics: what a metric value may be, the ingest trigger that keeps regate._metric_latest, append-only rows,
+-- and the final metrics of a job.
+--
+-- Error codes raised here (see docs/sql-reference.md):
+--   RG001  a metric key or value is not acceptable
+--   RG002  metrics logged for a job that is already completed
+--   RG003  metric rows are append-only
+
+-- regate._float8_jsonb(value): a double as JSON: a number, or the string "NaN", "Infinity" or "-Infinity"
+-- (JSON has no literal for them). Bit-exact whatever the session's extra_float_digits: callers pin it to 3.
+create or replace function regate._float8_jsonb(p_value double precision)
+returns jsonb
+language sql
+immutable
+strict
+parallel safe
+security invoker
+as $$
+    select case
+        when p_value = 'NaN'::float8 then '"NaN"'::jsonb
+        when p_value = 'Infinity'::float8 then '"Infinity"'::jsonb
+        when p_value = '-Infinity'::float8 then '"-Infinity"'::jsonb
+        else to_jsonb(p_value)
+    end
+$$;
+
+-- regate._jsonb_float8(value): the inverse of _float8_jsonb for an accepted metric value; NULL for NULL.
+create or replace function regate._jsonb_float8(p_value jsonb)
+returns double precision
+language sql
+immutable
+strict
+parallel safe
+security invoker
+as $$
+    select case jsonb_typeof(p_value)
+        when 'number' then p_value::float8
+        when 'string' then (p_value #>> '{}')::float8
+    end
+$$;
+
+-- regate._metric_value_problem(key, value): NULL when (key, value) is an acceptable named metric, else a
+-- sentence naming the key and the rule. Accepted: a non-empty key, and a number that fits a double, or one of
+-- the strings "NaN", "Infinity", "-Infinity".
+create or replace function regate._metric_value_problem(p_key text, p_value jsonb)
+returns text
+language plpgsql
+immutable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_number numeric;
+    v_double double precision;
+begin
+    if p_key is null or btrim(p_key) = '' then
+        return 'metric names must be non-empty';
+    end if;
+    case coalesce(jsonb_typeof(p_value), 'null')
+        when 'number' then
+            v_number := p_value::numeric;
+            -- Only extreme magnitudes can fall outside a double: test those by converting, in a
+            -- subtransaction that ordinary values never pay for.
+            if abs(v_number) > 1e300 or (v_number <> 0 and abs(v_number) < 1e-300) then
+                begin
+                    v_double := v_number::float8;
+                exception when numeric_value_out_of_range then
+                    return format('metric %s: %s is beyond double precision', p_key, p_value);
+                end;
+            end if;
+            return null;
+        when 'string' then
+            if p_value #>> '{}' in ('NaN', 'Infinity', '-Infinity') then
+                return null;
+            end if;
+        else
+            null;
+    end case;
+    return format(
+        'metric %s must be a number or one of the strings "NaN", "Infinity", "-Infinity", got %s %s',
+        p_key, coalesce(jsonb_typeof(p_value), 'SQL NULL'), coalesce(p_value::text, '')
+    );
+end;
+$$;
+
+-- The fixed metric columns of local_training_metrics, in the order final metrics list them.
+create or replace function regate._metric_columns()
+returns text[]
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select array['epoch', 'train_loss', 'eval_loss', 'perplexity', 'learning_rate', 'grad_norm']
+$$;
+
+-- Trigger function (after insert, per statement): refuse bad metrics (RG001) and metrics of completed jobs
+-- (RG002), then fold the new rows into regate._metric_latest. The jobs are locked FOR SHARE, in id order: a
+-- concurrent completion waits for this insert to commit (and then validates with its rows), or this insert
+-- waits for the completion and is refused; a verdict never goes silently stale.
+create or replace function regate._metrics_after_insert()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_bad record;
+    v_job record;
+begin
+    select n.job_id, n.step, e.key, p.problem
+    into v_bad
+    from new_rows as n
+    cross join lateral jsonb_each(n.metrics) as e
+    cross join lateral (
+        select case
+            when e.key = any(array['id', 'job_id', 'step', 'metrics', 'recorded_at'] || regate._metric_columns())
+                then format(
+                    'metric %s: "%s" is a column of regate.local_training_metrics; log it in that column, '
+                    'not in metrics', e.key, e.key
+                )
+            else regate._metric_value_problem(e.key, e.value)
+        end as problem
+    ) as p
+    where p.problem is not null
+    limit 1;
+    if found then
+        raise exception using
+            errcode = 'RG001',
+            message = 'invalid metrics: ' || v_bad.problem,
+            detail = format('job %s, step %s', v_bad.job_id, v_bad.step);
+    end if;
+
+    for v_job in
+        select j.id, j.status
+        from regate.local_training_jobs as j
+        where j.id in (select n.job_id from new_rows as n)
+        order by j.id
+        for share of j
+    loop
+        if v_job.status = 'completed' then
+            raise exception using
+                errcode = 'RG002',
+                message = format('job %s is completed: its metrics are final and were validated', v_job.id),
+                hint = 'Log metrics before setting status to completed (or move the job out of completed first).';
+        end if;
+    end loop;
+
+    insert into regate._metric_latest as l (job_id, metric_name, value, step, metric_id)
+    select distinct on (s.job_id, s.metric_name)
+        s.job_id,
+        s.metric_name,
+        s.value,
+        s.step,
+        s.id
+    from (
+        select
+            n.job_id,
+            n.step,
+            n.id,
+            v.metric_name,
+            v.value
+        from new_rows as n
+        cross join lateral (
+            values
+            ('epoch', n.epoch),
+            ('train_loss', n.train_loss),
+            ('eval_loss', n.eval_loss),
+            ('perplexity', n.perplexity),
+            ('learning_rate', n.learning_rate),
+            ('grad_norm', n.grad_norm)
+            union all
+            select
+                e.key,
+                regate._jsonb_float8(e.value)
+            from jsonb_each(n.metrics) as e
+        ) as v (metric_name, value)
+        where v.value is not null
+    ) as s
+    order by s.job_id asc, s.metric_name asc, s.step desc, s.id desc
+    on conflict (job_id, metric_name) do update
+        set value = excluded.value, step = excluded.step, metric_id = excluded.metric_id
+        where (excluded.step, excluded.metric_id) > (l.step, l.metric_id);
+    return null;
+end;
+$$;
+
+drop trigger if exists _100_ingest on regate.local_training_metrics;
+create trigger _100_ingest
+after insert on regate.local_training_metrics
+referencing new table as new_rows
+for each statement execute function regate._metrics_after_insert();
+
+-- Trigger function: metric rows are append-only (RG003). The one delete allowed is the cascade from deleting
+-- their job (which itself is refused while the job has verdicts): then the job is already gone.
+create or replace function regate._metrics_append_only()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if tg_op = 'DELETE' and not exists (select from regate.local_training_jobs as j where j.id = old.job_id) then
+        return old;
+    end if;
+    raise exception using
+        errcode = 'RG003',
+        message = format(
+            'regate.local_training_metrics is append-only: %s of metric row %s (job %s) refused',
+            lower(tg_op), old.id, old.job_id
+        ),
+        hint = 'Log a new row (a later step) instead; deleting a job without verdicts removes its metrics.';
+end;
+$$;
+
+drop trigger if exists _100_append_only on regate.local_training_metrics;
+create trigger _100_append_only
+before update or delete on regate.local_training_metrics
+for each row execute function regate._metrics_append_only();
+
+-- Trigger function: TRUNCATE of an append-only table is refused (RG003 for metrics, RG006 for verdicts).
+create or replace function regate._refuse_truncate()
+returns trigger
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    raise exception using
+        errcode = tg_argv[0],
+        message = format('%I.%I is append-only: truncate refused', tg_table_schema, tg_table_name);
+end;
+$$;
+
+drop trigger if exists _100_no_truncate on regate.local_training_metrics;
+create trigger _100_no_truncate
+before truncate on regate.local_training_metrics
+for each statement execute function regate._refuse_truncate('RG003');
+
+-- regate._final_metrics(job_id): the job's final metrics (name -> value, as in extract_final_metrics) and the
+-- step each came from (name -> step); NULLs when the job logged nothing. Index lookups only.
+create or replace function regate._final_metrics(p_job_id uuid, out metrics jsonb, out steps jsonb)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+set extra_float_digits = 3
+as $$
+    select
+        jsonb_object_agg(l.metric_name, regate._float8_jsonb(l.value)),
+        jsonb_object_agg(l.metric_name, l.step)
+    from regate._metric_latest as l
+    where l.job_id = p_job_id
+$$;
+
+-- regate.extract_final_metrics(job_id uuid) returns jsonb: every metric of the job (fixed columns under their
+-- own names, plus every key of metrics) with its value from the row with the highest (step, id) where it is
+-- present and not NULL. NaN and infinities come back as strings. NULL when the job has no metric rows.
+create or replace function regate.extract_final_metrics(job_id uuid)
+returns jsonb
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select f.metrics from regate._final_metrics(extract_final_metrics.job_id) as f
+$$;
