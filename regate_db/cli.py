@@ -14,7 +14,7 @@ import psycopg
 
 from regate_db import __version__
 from regate_db import connect as connect_mod
-from regate_db.errors import NoDatabaseError, RegateError
+from regate_db.errors import GateError, NoDatabaseError, RegateError, translate
 from regate_db.migrate import Plan, make_plan, migrate
 
 EXIT_PENDING = 1
@@ -238,7 +238,10 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        _echo_err(f"database error: {first}" + (f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""))
+        if isinstance(translate(exc), GateError):
+            _echo_err(f"error: {first} [{exc.sqlstate}]")
+        else:
+            _echo_err(f"database error: {first}" + (f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""))
         sys.exit(EXIT_ERROR)
 
 

@@ -39,3 +39,91 @@ class DriftError(MigrationError):
 
 class EmbeddedError(RegateError):
     """The embedded PostgreSQL server could not be used."""
+
+
+class GateError(RegateError):
+    """PostgreSQL refused a regate operation with one of regate's own SQLSTATEs (class RG)."""
+
+    sqlstate = "RG000"
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        if sqlstate:
+            self.sqlstate = sqlstate
+
+
+class InvalidMetricError(GateError):
+    """RG001: a metric key or value is not acceptable."""
+
+    sqlstate = "RG001"
+
+
+class JobCompletedError(GateError):
+    """RG002: metrics were logged for a job that is already completed."""
+
+    sqlstate = "RG002"
+
+
+class MetricsAppendOnlyError(GateError):
+    """RG003: metric rows cannot be updated or deleted."""
+
+    sqlstate = "RG003"
+
+
+class InvalidBaselineError(GateError):
+    """RG004: a baseline breaks a rule."""
+
+    sqlstate = "RG004"
+
+
+class InvalidGateConfigError(GateError):
+    """RG005: a gate key of a job's config has the wrong type."""
+
+    sqlstate = "RG005"
+
+
+class VerdictsAppendOnlyError(GateError):
+    """RG006: verdicts cannot be changed, and a job with verdicts cannot be deleted."""
+
+    sqlstate = "RG006"
+
+
+class DirectionUnknownError(GateError):
+    """RG007: greater_is_better cannot be inferred from the metric name."""
+
+    sqlstate = "RG007"
+
+
+class JobNotFoundError(GateError):
+    """RG008: no training job has that id."""
+
+    sqlstate = "RG008"
+
+
+SQLSTATE_ERRORS: dict[str, type[GateError]] = {
+    cls.sqlstate: cls
+    for cls in (
+        InvalidMetricError,
+        JobCompletedError,
+        MetricsAppendOnlyError,
+        InvalidBaselineError,
+        InvalidGateConfigError,
+        VerdictsAppendOnlyError,
+        DirectionUnknownError,
+        JobNotFoundError,
+    )
+}
+
+
+def translate(exc: Exception) -> Exception:
+    """The regate exception for a psycopg error raised with an RG SQLSTATE; other exceptions unchanged.
+
+    Use as ``except psycopg.Error as exc: raise translate(exc) from exc``.
+    """
+    sqlstate = getattr(exc, "sqlstate", None)
+    if not sqlstate or not sqlstate.startswith("RG"):
+        return exc
+    diag = getattr(exc, "diag", None)
+    message = (diag.message_primary if diag is not None else None) or str(exc)
+    cls = SQLSTATE_ERRORS.get(sqlstate, GateError)
+    return cls(message, sqlstate)
