@@ -7,12 +7,12 @@
 --   RG003  metric rows are append-only
 
 -- regate._float8_jsonb(value): a double as JSON: a number, or the string "NaN", "Infinity" or "-Infinity"
--- (JSON has no literal for them). Bit-exact whatever the session's extra_float_digits: callers pin it to 3.
+-- (JSON has no literal for them). Stable, not immutable: the text of a double follows extra_float_digits,
+-- which callers pin to 3 (bit-exact).
 create or replace function regate._float8_jsonb(p_value double precision)
 returns jsonb
 language sql
-immutable
-strict
+stable
 parallel safe
 security invoker
 as $$
@@ -29,7 +29,6 @@ create or replace function regate._jsonb_float8(p_value jsonb)
 returns double precision
 language sql
 immutable
-strict
 parallel safe
 security invoker
 as $$

@@ -2,10 +2,29 @@
 -- negative change criteria = tolerated regressions), IEEE 754 arithmetic, and a sentence a person understands.
 -- Also the baselines' own rules and the functions that create them.
 --
+-- The check functions are plain SQL without SET clauses on purpose: the planner inlines them into the one
+-- query that builds all checks of a verdict (regate._checks), which keeps a validation of 20 baselines cheap.
+--
 -- Error codes raised here (see docs/sql-reference.md):
 --   RG004  a baseline breaks a rule
 --   RG007  greater_is_better cannot be inferred from the metric name
 --   RG008  no such job
+
+-- Signatures changed in place over development (OUT parameters -> TABLE): drop before re-creating.
+drop function if exists regate._evaluate_check(
+    double precision, double precision, boolean, double precision, double precision, double precision
+);
+drop function if exists regate._check_json(regate.model_baselines, double precision, bigint);
+drop function if exists regate._check_json(
+    bigint, text, text, boolean, double precision, double precision, double precision, double precision, text,
+    text[], double precision, bigint
+);
+drop function if exists regate._relative_change(double precision, double precision, boolean);
+drop function if exists regate._comparison(double precision, double precision, boolean);
+drop function if exists regate._check_message(
+    text, text, text[], double precision, double precision, boolean, double precision, double precision,
+    double precision
+);
 
 -- regate._f8_add(a, b): a + b as IEEE 754 computes it: an overflow gives +/-Infinity where PostgreSQL's
 -- float8 + raises. Below 2^1022 the sum cannot overflow; above it, halving both is exact and overflow of the
@@ -14,7 +33,6 @@ create or replace function regate._f8_add(p_a double precision, p_b double preci
 returns double precision
 language sql
 immutable
-strict
 parallel safe
 security invoker
 as $$
@@ -22,133 +40,134 @@ as $$
         when abs(p_a) < 4.49423283715579e+307 and abs(p_b) < 4.49423283715579e+307 then p_a + p_b
         when p_a = 'NaN'::float8 or p_b = 'NaN'::float8 or abs(p_a) = 'Infinity'::float8
             or abs(p_b) = 'Infinity'::float8 then p_a + p_b
-        else (
-            select case when abs(h.v) >= 8.98846567431158e+307 then sign(h.v) * 'Infinity'::float8 else h.v * 2 end
-            from (
-                select
-                    case when abs(p_a) < 1 then 0 else p_a * 0.5 end
-                    + case when abs(p_b) < 1 then 0 else p_b * 0.5 end as v
-            ) as h
-        )
+        when
+            abs(
+                case when abs(p_a) < 1 then 0 else p_a * 0.5 end + case when abs(p_b) < 1 then 0 else p_b * 0.5 end
+            ) >= 8.98846567431158e+307
+            then sign(p_a) * 'Infinity'::float8
+        else (case when abs(p_a) < 1 then 0 else p_a * 0.5 end + case when abs(p_b) < 1 then 0 else p_b * 0.5 end) * 2
     end
 $$;
 
--- regate._f8_div(n, d): n / d as IEEE 754 computes it (d finite and non-zero): +/-Infinity on overflow, 0 on
--- underflow, where PostgreSQL's float8 / raises. Ordinary magnitudes never enter the subtransaction.
-create or replace function regate._f8_div(p_n double precision, p_d double precision)
+-- regate._f8_div_slow(n, d): n / d for magnitudes where PostgreSQL's float8 / may raise: +/-Infinity on
+-- overflow, 0 on underflow, as IEEE 754 gives them. Only regate._f8_div calls it, for extreme inputs.
+create or replace function regate._f8_div_slow(p_n double precision, p_d double precision)
 returns double precision
 language plpgsql
 immutable
-strict
 parallel safe
 security invoker
-set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if p_n = 0 or abs(p_n) = 'Infinity'::float8 or p_n = 'NaN'::float8
-        or (abs(p_n) between 1e-30 and 1e290 and abs(p_d) between 1e-10 and 1e290) then
-        return p_n / p_d;
-    end if;
-    begin
-        return p_n / p_d;
-    exception when numeric_value_out_of_range then
-        return case
-            when abs(p_n) > abs(p_d) then sign(p_n) * sign(p_d) * 'Infinity'::float8
-            else 0::float8
-        end;
-    end;
+    return p_n / p_d;
+exception when numeric_value_out_of_range then
+    return case when abs(p_n) > abs(p_d) then sign(p_n) * sign(p_d) * 'Infinity'::float8 else 0::float8 end;
 end;
 $$;
 
+-- regate._f8_div(n, d): n / d as IEEE 754 computes it (d finite and non-zero). Ordinary magnitudes are divided
+-- directly; only extreme ones take the subtransaction of _f8_div_slow.
+create or replace function regate._f8_div(p_n double precision, p_d double precision)
+returns double precision
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select case
+        when p_n = 0 or abs(p_n) = 'Infinity'::float8 or p_n = 'NaN'::float8
+            or (abs(p_n) between 1e-30 and 1e290 and abs(p_d) between 1e-10 and 1e290) then p_n / p_d
+        else regate._f8_div_slow(p_n, p_d)
+    end
+$$;
+
+
 -- regate._evaluate_check(value, baseline_value, greater_is_better, threshold, min_absolute_change,
--- min_relative_change): the outcome of one check ('passed', 'failed', 'missing' when value is NULL,
--- 'invalid' when it is NaN or infinite), the criteria that failed, and the relative change d when computed.
+-- min_relative_change): one row: the outcome of one check ('passed', 'failed', 'missing' when value is NULL,
+-- 'invalid' when it is NaN or infinite), the criteria that failed (in the order threshold,
+-- min_absolute_change, min_relative_change), and the relative change d = (c - b) / |b| (higher is better) or
+-- (b - c) / |b| in IEEE 754 arithmetic (NULL when b is 0 or NULL, or the value is missing or invalid).
+-- NaN sorts above every number in PostgreSQL (NaN >= t is true): invalid values never reach a comparison.
+-- The `offset 0` fences make each intermediate value computed once, not once per reference.
 create or replace function regate._evaluate_check(
     p_value double precision,
     p_baseline_value double precision,
     p_greater_is_better boolean,
     p_threshold double precision,
     p_min_absolute_change double precision,
-    p_min_relative_change double precision,
-    out outcome text,
-    out failed_criteria text[],
-    out relative_change double precision
+    p_min_relative_change double precision
 )
-language plpgsql
+returns table (outcome text, failed_criteria text[], relative_change double precision)
+language sql
 immutable
+parallel safe
 security invoker
-set search_path = pg_catalog, pg_temp
 as $$
-declare
-    v_bound double precision;
-    v_pass boolean;
-begin
-    failed_criteria := '{}';
-    if p_value is null then
-        outcome := 'missing';
-        return;
-    end if;
-    -- NaN sorts above every number in PostgreSQL (NaN >= t is true): guard before any comparison.
-    if p_value = 'NaN'::float8 or abs(p_value) = 'Infinity'::float8 then
-        outcome := 'invalid';
-        return;
-    end if;
-    if p_threshold is not null then
-        if p_greater_is_better then v_pass := p_value >= p_threshold; else v_pass := p_value <= p_threshold; end if;
-        if not v_pass then
-            failed_criteria := failed_criteria || 'threshold'::text;
-        end if;
-    end if;
-    if p_min_absolute_change is not null then
-        if p_greater_is_better then
-            v_bound := regate._f8_add(p_baseline_value, p_min_absolute_change);
-            v_pass := p_value >= v_bound;
-        else
-            v_bound := regate._f8_add(p_baseline_value, -p_min_absolute_change);
-            v_pass := p_value <= v_bound;
-        end if;
-        if not v_pass then
-            failed_criteria := failed_criteria || 'min_absolute_change'::text;
-        end if;
-    end if;
-    if p_min_relative_change is not null then
-        if p_baseline_value = 0 then
-            -- MLflow's fallback: strictly better by 1e-10; a tolerated regression (r < 0): no worse.
-            if p_min_relative_change >= 0 then
-                if p_greater_is_better then v_pass := p_value >= 1e-10; else v_pass := p_value <= -1e-10; end if;
-            else
-                if p_greater_is_better then v_pass := p_value >= 0; else v_pass := p_value <= 0; end if;
-            end if;
-        else
-            if p_greater_is_better then
-                relative_change := regate._f8_div(regate._f8_add(p_value, -p_baseline_value), abs(p_baseline_value));
-            else
-                relative_change := regate._f8_div(regate._f8_add(p_baseline_value, -p_value), abs(p_baseline_value));
-            end if;
-            v_pass := relative_change >= p_min_relative_change;
-        end if;
-        if not v_pass then
-            failed_criteria := failed_criteria || 'min_relative_change'::text;
-        end if;
-    end if;
-    outcome := case when cardinality(failed_criteria) = 0 then 'passed' else 'failed' end;
-end;
+    select
+        case
+            when p_value is null then 'missing'
+            when r.invalid then 'invalid'
+            when cardinality(f.failed) = 0 then 'passed'
+            else 'failed'
+        end,
+        case when p_value is null or r.invalid then '{}'::text[] else f.failed end,
+        case when not r.invalid then r.d end
+    from (
+        select
+            (p_value = 'NaN'::float8 or abs(p_value) = 'Infinity'::float8) as invalid,
+            case when p_baseline_value <> 0 then regate._f8_div(n.num, abs(p_baseline_value)) end as d
+        from (
+            select
+                case
+                    when p_greater_is_better then regate._f8_add(p_value, -p_baseline_value)
+                    else regate._f8_add(p_baseline_value, -p_value)
+                end as num
+            offset 0
+        ) as n
+        offset 0
+    ) as r
+    cross join lateral (
+        select array_remove(array[
+            case when p_threshold is not null and not (
+                case when p_greater_is_better then p_value >= p_threshold else p_value <= p_threshold end
+            ) then 'threshold' end,
+            case when p_min_absolute_change is not null and not (
+                case
+                    when p_greater_is_better then p_value >= regate._f8_add(p_baseline_value, p_min_absolute_change)
+                    else p_value <= regate._f8_add(p_baseline_value, -p_min_absolute_change)
+                end
+            ) then 'min_absolute_change' end,
+            case when p_min_relative_change is not null and not (
+                case
+                    -- MLflow's fallback at b = 0: strictly better by 1e-10; a tolerated regression: no worse.
+                    when p_baseline_value = 0 and p_min_relative_change >= 0
+                        then case when p_greater_is_better then p_value >= 1e-10 else p_value <= -1e-10 end
+                    when p_baseline_value = 0
+                        then case when p_greater_is_better then p_value >= 0 else p_value <= 0 end
+                    else r.d >= p_min_relative_change
+                end
+            ) then 'min_relative_change' end
+        ], null) as failed
+        offset 0
+    ) as f
 $$;
 
--- regate._fmt(x): a number for messages: 4 significant digits, no trailing zeros.
+-- regate._fmt(x): a number for messages: 4 significant digits below 1000, whole numbers above, scientific
+-- notation for the very small and very large.
 create or replace function regate._fmt(p_x double precision)
 returns text
 language sql
-immutable
-strict
+stable
 parallel safe
 security invoker
 as $$
     select case
+        when p_x is null then 'NULL'
         when p_x = 'NaN'::float8 or abs(p_x) = 'Infinity'::float8 then p_x::text
         when p_x = 0 then '0'
-        when abs(p_x) < 1e-4 or abs(p_x) >= 1e15 then to_char(p_x, 'FM9.999EEEE')
-        else rtrim(rtrim(round(p_x::numeric, greatest(0, 3 - floor(log(abs(p_x)))::int))::text, '0'), '.')
+        when abs(p_x) < 1e-4 or abs(p_x) >= 1e15 then btrim(to_char(p_x, '9.999EEEE'))
+        when abs(p_x) >= 1000 then round(p_x)::text
+        else (round(p_x * 10 ^ (3 - floor(log(abs(p_x))))) / 10 ^ (3 - floor(log(abs(p_x)))))::text
     end
 $$;
 
@@ -156,18 +175,47 @@ $$;
 create or replace function regate._pct(p_d double precision)
 returns text
 language sql
-immutable
-strict
+stable
 parallel safe
 security invoker
 as $$
     select case
         when abs(p_d) = 'Infinity'::float8 then 'an unbounded %'
-        else regate._fmt(round((p_d * 100)::numeric, 1)::float8) || '%'
+        -- beyond 1e13 the percentage would overflow a double: say it as a factor
+        when abs(p_d) >= 1e13 then btrim(to_char(p_d, '9.999EEEE')) || ' times'
+        else (round(p_d * 1000) / 10)::text || '%'
     end
 $$;
 
--- regate._check_message(...): the sentence explaining one check.
+-- regate._comparison(value, baseline_value, greater_is_better, relative_change): 'worse than baseline 0.43
+-- by 20.9%' (by the absolute difference when the baseline is 0); NULL without a baseline value.
+create or replace function regate._comparison(
+    p_value double precision,
+    p_baseline_value double precision,
+    p_greater_is_better boolean,
+    p_relative_change double precision
+)
+returns text
+language sql
+stable
+parallel safe
+security invoker
+as $$
+    select case
+        when p_baseline_value is null then null
+        when p_value = p_baseline_value then 'equal to baseline ' || regate._fmt(p_baseline_value)
+        else
+            case when (p_value > p_baseline_value) = p_greater_is_better then 'better' else 'worse' end
+            || ' than baseline ' || regate._fmt(p_baseline_value) || ' by '
+            || case
+                when p_baseline_value = 0 then regate._fmt(abs(p_value))
+                else regate._pct(abs(p_relative_change))
+            end
+    end
+$$;
+
+-- regate._check_message(...): the sentence explaining one check, e.g.
+-- 'eval_loss 0.52 is worse than baseline 0.43 by 20.9%, tolerance 5%'.
 create or replace function regate._check_message(
     p_metric text,
     p_outcome text,
@@ -177,120 +225,157 @@ create or replace function regate._check_message(
     p_greater_is_better boolean,
     p_threshold double precision,
     p_min_absolute_change double precision,
-    p_min_relative_change double precision
+    p_min_relative_change double precision,
+    p_relative_change double precision
 )
 returns text
-language plpgsql
-immutable
+language sql
+stable
+parallel safe
 security invoker
-set search_path = pg_catalog, pg_temp
 as $$
-declare
-    v_diff double precision;
-    v_rel double precision;
-    v_cmp text;
-    v_clauses text[] := '{}';
-    v_direction text := case when p_greater_is_better then 'higher is better' else 'lower is better' end;
-begin
-    if p_outcome = 'missing' then
-        return format('%s was not logged (no value to check)', p_metric);
-    elsif p_outcome = 'invalid' then
-        return format('%s is %s, not a finite number', p_metric, p_value);
-    elsif p_outcome = 'no_baseline' then
-        return format('%s is required but has no active baseline', p_metric);
-    end if;
-    if p_baseline_value is not null then
-        v_diff := regate._f8_add(p_value, -p_baseline_value);
-        if not p_greater_is_better then
-            v_diff := -v_diff;
-        end if;
-        v_rel := case when p_baseline_value <> 0 then regate._f8_div(v_diff, abs(p_baseline_value)) end;
-        v_cmp := case
-            when v_diff > 0 then format('better than baseline %s by ', regate._fmt(p_baseline_value))
-            when v_diff < 0 then format('worse than baseline %s by ', regate._fmt(p_baseline_value))
-            else format('equal to baseline %s', regate._fmt(p_baseline_value))
-        end || case
-            when v_diff = 0 then ''
-            when v_rel is not null then regate._pct(abs(v_rel))
-            else regate._fmt(abs(v_diff))
-        end;
-    end if;
-    if 'threshold' = any(p_failed) then
-        v_clauses := v_clauses || format(
-            'is %s the threshold %s (%s)',
-            case when p_greater_is_better then 'below' else 'above' end, regate._fmt(p_threshold), v_direction
-        );
-    end if;
-    if 'min_absolute_change' = any(p_failed) then
-        v_clauses := v_clauses || case
-            when p_min_absolute_change > 0 then format(
-                'is %s, but must improve on it by at least %s', v_cmp, regate._fmt(p_min_absolute_change)
-            )
-            when p_min_absolute_change = 0 then format('is %s, and must not be worse', v_cmp)
-            else format('is %s, tolerance %s', v_cmp, regate._fmt(-p_min_absolute_change))
-        end;
-    end if;
-    if 'min_relative_change' = any(p_failed) then
-        v_clauses := v_clauses || case
-            when p_baseline_value = 0 and p_min_relative_change >= 0 then format(
-                'is %s, but must be better than a baseline of 0', v_cmp
-            )
-            when p_baseline_value = 0 then format('is %s, and must not be worse than a baseline of 0', v_cmp)
-            when p_min_relative_change > 0 then format(
-                'is %s, but must improve on it by at least %s', v_cmp, regate._pct(p_min_relative_change)
-            )
-            when p_min_relative_change = 0 then format('is %s, and must not be worse', v_cmp)
-            else format('is %s, tolerance %s', v_cmp, regate._pct(-p_min_relative_change))
-        end;
-    end if;
-    if cardinality(v_clauses) = 0 then
-        return format(
+    select case p_outcome
+        when 'missing' then format('%s was not logged (no value to check)', p_metric)
+        when 'invalid' then format('%s is %s, not a finite number', p_metric, p_value)
+        when 'no_baseline' then format('%s is required but has no active baseline', p_metric)
+        when 'passed' then format(
             '%s %s passes%s', p_metric, regate._fmt(p_value),
-            case when v_cmp is not null then ' (' || v_cmp || ')' else '' end
-        );
-    end if;
-    return format('%s %s %s', p_metric, regate._fmt(p_value), array_to_string(v_clauses, '; '));
-end;
+            coalesce(' (' || regate._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change) || ')', '')
+        )
+        else format('%s %s %s', p_metric, regate._fmt(p_value), array_to_string(array[
+            case when 'threshold' = any(p_failed) then format(
+                'is %s the threshold %s (%s is better)',
+                case when p_greater_is_better then 'below' else 'above' end, regate._fmt(p_threshold),
+                case when p_greater_is_better then 'higher' else 'lower' end
+            ) end,
+            case when 'min_absolute_change' = any(p_failed) then format(
+                case
+                    when p_min_absolute_change > 0 then 'is %s, but must improve on it by at least %s'
+                    when p_min_absolute_change = 0 then 'is %s, and must not be worse%s'
+                    else 'is %s, tolerance %s'
+                end,
+                regate._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change),
+                case when p_min_absolute_change = 0 then '' else regate._fmt(abs(p_min_absolute_change)) end
+            ) end,
+            case when 'min_relative_change' = any(p_failed) then format(
+                case
+                    when p_baseline_value = 0 and p_min_relative_change >= 0
+                        then 'is %s, but must be better than a baseline of 0%s'
+                    when p_baseline_value = 0 then 'is %s, and must not be worse than a baseline of 0%s'
+                    when p_min_relative_change > 0 then 'is %s, but must improve on it by at least %s'
+                    when p_min_relative_change = 0 then 'is %s, and must not be worse%s'
+                    else 'is %s, tolerance %s'
+                end,
+                regate._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change),
+                case
+                    when p_baseline_value = 0 or p_min_relative_change = 0 then ''
+                    else regate._pct(abs(p_min_relative_change))
+                end
+            ) end
+        ], '; '))
+    end
 $$;
 
--- regate._check_json(baseline, value, step): one element of validation_results.checks.
+-- regate._check_json(...): one element of validation_results.checks, from a baseline's fields, the observed
+-- value and its step. Callers pin extra_float_digits = 3 (bit-exact numbers).
 create or replace function regate._check_json(
-    p_baseline regate.model_baselines, p_value double precision, p_step bigint
+    p_baseline_id bigint,
+    p_metric text,
+    p_severity text,
+    p_greater_is_better boolean,
+    p_baseline_value double precision,
+    p_threshold double precision,
+    p_min_absolute_change double precision,
+    p_min_relative_change double precision,
+    p_outcome text,
+    p_failed text[],
+    p_value double precision,
+    p_step bigint,
+    p_relative_change double precision
 )
 returns jsonb
-language plpgsql
+language sql
 stable
+parallel safe
 security invoker
-set search_path = pg_catalog, pg_temp
-set extra_float_digits = 3
 as $$
-declare
-    v_eval record;
-begin
-    v_eval := regate._evaluate_check(
-        p_value, p_baseline.baseline_value, p_baseline.greater_is_better, p_baseline.threshold,
-        p_baseline.min_absolute_change, p_baseline.min_relative_change
-    );
-    return jsonb_build_object(
-        'baseline_id', p_baseline.id,
-        'metric_name', p_baseline.metric_name,
-        'severity', p_baseline.severity,
-        'greater_is_better', p_baseline.greater_is_better,
-        'baseline_value', p_baseline.baseline_value,
-        'threshold', p_baseline.threshold,
-        'min_absolute_change', p_baseline.min_absolute_change,
-        'min_relative_change', p_baseline.min_relative_change,
-        'outcome', v_eval.outcome,
-        'failed_criteria', to_jsonb(v_eval.failed_criteria),
+    select jsonb_build_object(
+        'baseline_id', p_baseline_id,
+        'metric_name', p_metric,
+        'severity', p_severity,
+        'greater_is_better', p_greater_is_better,
+        'baseline_value', p_baseline_value,
+        'threshold', p_threshold,
+        'min_absolute_change', p_min_absolute_change,
+        'min_relative_change', p_min_relative_change,
+        'outcome', p_outcome,
+        'failed_criteria', to_jsonb(p_failed),
         'observed', regate._float8_jsonb(p_value),
         'step', p_step,
         'message', regate._check_message(
-            p_baseline.metric_name, v_eval.outcome, v_eval.failed_criteria, p_value, p_baseline.baseline_value,
-            p_baseline.greater_is_better, p_baseline.threshold, p_baseline.min_absolute_change,
-            p_baseline.min_relative_change
+            p_metric, p_outcome, p_failed, p_value, p_baseline_value, p_greater_is_better, p_threshold,
+            p_min_absolute_change, p_min_relative_change, p_relative_change
         )
-    );
-end;
+    )
+$$;
+
+-- regate._applicable_baselines(model, version, metrics): the active baselines of the model whose version is
+-- the given one or NULL (all versions); for the same (metric, severity) the version-specific one wins. Limited
+-- to `metrics` when it is not NULL. Plain SQL, so that it inlines into regate._checks; callers are SECURITY
+-- DEFINER functions that pin search_path.
+create or replace function regate._applicable_baselines(p_model_name text, p_model_version text, p_metrics text[])
+returns setof regate.model_baselines
+language sql
+stable
+security invoker
+as $$
+    select distinct on (b.metric_name, b.severity) b.*
+    from regate.model_baselines as b
+    where
+        b.is_active
+        and b.model_name = p_model_name
+        and (b.model_version = p_model_version or b.model_version is null)
+        and (p_metrics is null or b.metric_name = any(p_metrics))
+    order by b.metric_name, b.severity, b.model_version nulls last
+$$;
+
+-- regate._checks(model, version, metrics_to_validate, metrics, steps): the checks of every applicable baseline
+-- against final metrics (name -> value) and their steps (name -> step), in (metric, severity) order: one
+-- query, one snapshot, the check functions inlined into it.
+create or replace function regate._checks(
+    p_model_name text, p_model_version text, p_only text[], p_metrics jsonb, p_steps jsonb
+)
+returns table (check_json jsonb, metric_name text, severity text, outcome text)
+language sql
+stable
+security invoker
+as $$
+    select
+        regate._check_json(
+            b.id, b.metric_name, b.severity, b.greater_is_better, b.baseline_value, b.threshold,
+            b.min_absolute_change, b.min_relative_change, e.outcome, e.failed_criteria, v.value, v.step,
+            e.relative_change
+        ),
+        b.metric_name,
+        b.severity,
+        e.outcome
+    from regate._applicable_baselines(p_model_name, p_model_version, p_only) as b
+    -- offset 0 fences: each value is computed once per baseline instead of once per reference.
+    cross join lateral (
+        select
+            regate._jsonb_float8(p_metrics -> b.metric_name) as value,
+            (p_steps ->> b.metric_name)::bigint as step
+        offset 0
+    ) as v
+    cross join lateral (
+        select x.outcome, x.failed_criteria, x.relative_change
+        from regate._evaluate_check(
+            v.value, b.baseline_value, b.greater_is_better, b.threshold, b.min_absolute_change,
+            b.min_relative_change
+        ) as x
+        offset 0
+    ) as e
+    order by b.metric_name, b.severity
 $$;
 
 -- regate._unbaselined_check(metric, outcome, value, step): a critical check that no baseline stands behind:
@@ -301,15 +386,11 @@ create or replace function regate._unbaselined_check(
 returns jsonb
 language sql
 stable
+parallel safe
 security invoker
-set extra_float_digits = 3
 as $$
-    select jsonb_build_object(
-        'baseline_id', null, 'metric_name', p_metric, 'severity', 'critical', 'greater_is_better', null,
-        'baseline_value', null, 'threshold', null, 'min_absolute_change', null, 'min_relative_change', null,
-        'outcome', p_outcome, 'failed_criteria', '[]'::jsonb, 'observed', regate._float8_jsonb(p_value),
-        'step', p_step,
-        'message', regate._check_message(p_metric, p_outcome, '{}', p_value, null, null, null, null, null)
+    select regate._check_json(
+        null, p_metric, 'critical', null, null, null, null, null, p_outcome, '{}', p_value, p_step, null
     )
 $$;
 

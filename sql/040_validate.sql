@@ -6,26 +6,6 @@
 --   RG006  verdicts are append-only; a job with verdicts cannot be deleted
 --   RG008  no such job
 
--- regate._applicable_baselines(model, version, metrics): the active baselines of the model whose version is
--- the given one or NULL (all versions); for the same (metric, severity) the version-specific one wins. Limited
--- to `metrics` when it is not NULL.
-create or replace function regate._applicable_baselines(p_model_name text, p_model_version text, p_metrics text[])
-returns setof regate.model_baselines
-language sql
-stable
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-    select distinct on (b.metric_name, b.severity) b.*
-    from regate.model_baselines as b
-    where
-        b.is_active
-        and b.model_name = p_model_name
-        and (b.model_version = p_model_version or b.model_version is null)
-        and (p_metrics is null or b.metric_name = any(p_metrics))
-    order by b.metric_name, b.severity, b.model_version nulls last
-$$;
-
 -- regate.should_block_deployment(result regate.validation_results, config jsonb) returns boolean: whether a
 -- verdict blocks deployment under a gate config (a job config or an effective one): a critical failure with
 -- blockOnCriticalFailures, or a validation error when failOpen is false.
@@ -81,68 +61,64 @@ language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
+set extra_float_digits = 3
 as $$
 declare
     v_gc jsonb := p_config -> 'regressionGateConfig';
+    v_require boolean := coalesce((v_gc ->> 'requireBaselines')::boolean, false);
     v_only text[];
     v_result regate.validation_results;
+    v_checked text[];
+    v_critical_checked text[];
+    v_critical_failed boolean;
+    v_warning_failed boolean;
     v_extra jsonb;
 begin
     if jsonb_typeof(v_gc -> 'metricsToValidate') = 'array' then
         v_only := array(select jsonb_array_elements_text(v_gc -> 'metricsToValidate'));
     end if;
-    -- All applicable baselines in one statement: one snapshot.
-    select coalesce(
-        jsonb_agg(
-            regate._check_json(b, regate._jsonb_float8(p_metrics -> b.metric_name), (p_steps ->> b.metric_name)::bigint)
-            order by b.metric_name, b.severity
-        ),
-        '[]'::jsonb
-    )
-    into v_result.checks
-    from regate._applicable_baselines(p_model_name, p_model_version, v_only) as b;
-    -- Required metrics that no baseline check covers: listed without a baseline (requireBaselines), or
-    -- required by run_gate but not logged.
-    select coalesce(jsonb_agg(r.check_json order by r.name), '[]'::jsonb)
-    into v_extra
-    from (
-        select
-            n.name,
-            regate._unbaselined_check(
-                n.name,
-                case when (v_gc ->> 'requireBaselines')::boolean and n.name = any(v_only) then 'no_baseline'
-                    else 'missing' end,
-                regate._jsonb_float8(p_metrics -> n.name),
-                (p_steps ->> n.name)::bigint
-            ) as check_json
+    -- All applicable baselines in one statement: one snapshot; the verdict's inputs come with it.
+    select
+        coalesce(jsonb_agg(c.check_json), '[]'::jsonb),
+        coalesce(array_agg(c.metric_name), '{}'),
+        coalesce(array_agg(c.metric_name) filter (where c.severity = 'critical'), '{}'),
+        coalesce(bool_or(c.severity = 'critical' and c.outcome <> 'passed'), false),
+        coalesce(bool_or(c.severity = 'warning' and c.outcome <> 'passed'), false)
+    into v_result.checks, v_checked, v_critical_checked, v_critical_failed, v_warning_failed
+    from regate._checks(p_model_name, p_model_version, v_only, p_metrics, p_steps) as c;
+    -- Critical checks no baseline stands behind: a listed metric without baseline (requireBaselines), a
+    -- metric required by run_gate that was not logged (unless a critical check already fails it).
+    if (v_require and v_only is not null) or p_required is not null then
+        select coalesce(jsonb_agg(r.check_json order by r.name), '[]'::jsonb)
+        into v_extra
         from (
-            select unnest(case when (v_gc ->> 'requireBaselines')::boolean then v_only end) as name
-            union
-            select unnest(p_required) as name
-        ) as n
-        where
-            (
-                (v_gc ->> 'requireBaselines')::boolean and n.name = any(v_only)
-                and not exists (
-                    select from jsonb_array_elements(v_result.checks) as c where c ->> 'metric_name' = n.name
+            select
+                n.name,
+                regate._unbaselined_check(
+                    n.name,
+                    case when v_require and n.name = any(v_only) then 'no_baseline' else 'missing' end,
+                    regate._jsonb_float8(p_metrics -> n.name),
+                    (p_steps ->> n.name)::bigint
+                ) as check_json
+            from (
+                select unnest(case when v_require then v_only end) as name
+                union
+                select unnest(p_required) as name
+            ) as n
+            where
+                (v_require and n.name = any(v_only) and not n.name = any(v_checked))
+                or (
+                    n.name = any(p_required) and not coalesce(p_metrics ? n.name, false)
+                    and not n.name = any(v_critical_checked)
                 )
-            )
-            or (
-                -- a required metric that was not logged fails critically, unless a critical check says so
-                n.name = any(p_required) and not coalesce(p_metrics ? n.name, false)
-                and not exists (
-                    select from jsonb_array_elements(v_result.checks) as c
-                    where c ->> 'metric_name' = n.name and c ->> 'severity' = 'critical'
-                )
-            )
-    ) as r;
-    v_result.checks := v_result.checks || v_extra;
+        ) as r;
+        v_result.checks := v_result.checks || v_extra;
+        v_critical_failed := v_critical_failed or jsonb_array_length(v_extra) > 0;
+    end if;
     v_result.status := case
         when jsonb_array_length(v_result.checks) = 0 then 'no_baselines'
-        when jsonb_path_exists(v_result.checks, '$[*] ? (@.severity == "critical" && @.outcome != "passed")')
-            then 'failed'
-        when jsonb_path_exists(v_result.checks, '$[*] ? (@.severity == "warning" && @.outcome != "passed")')
-            then 'warning'
+        when v_critical_failed then 'failed'
+        when v_warning_failed then 'warning'
         else 'passed'
     end;
     v_result.job_id := p_job_id;
