@@ -64,7 +64,10 @@ begin
                 begin
                     v_double := v_number::float8;
                 exception when numeric_value_out_of_range then
-                    return format('metric %s: %s is beyond double precision', p_key, p_value);
+                    return format(
+                        'metric %s: %s is beyond double precision', p_key,
+                        case when length(p_value::text) > 40 then to_char(v_number, '9.99EEEE') else p_value::text end
+                    );
                 end;
             end if;
             return null;

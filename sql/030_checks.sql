@@ -450,8 +450,22 @@ create trigger _100_check
 before insert or update on regate.model_baselines
 for each row execute function regate._baselines_check();
 
--- regate._infer_greater_is_better(metric): false for names that are unambiguously lower-is-better (ending in
--- loss, perplexity, wer or cer); raises RG007 for every other name.
+-- regate._lower_is_better_name(metric): whether the name unambiguously means lower is better: the whole name or
+-- its last word is loss, perplexity, wer or cer ('loss', 'eval_loss', 'val/wer', 'evalLoss'), so that
+-- 'answer' or 'balancer' do not count.
+create or replace function regate._lower_is_better_name(p_metric text)
+returns boolean
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select p_metric ~* '(^|[^a-z0-9])(loss|perplexity|wer|cer)$'
+        or p_metric ~ '[a-z0-9](Loss|Perplexity|Wer|WER|Cer|CER)$'
+$$;
+
+-- regate._infer_greater_is_better(metric): false for names that unambiguously mean lower is better
+-- (_lower_is_better_name); raises RG007 for every other name.
 create or replace function regate._infer_greater_is_better(p_metric text)
 returns boolean
 language plpgsql
@@ -460,13 +474,17 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if lower(p_metric) ~ '(loss|perplexity|wer|cer)$' then
+    if regate._lower_is_better_name(p_metric) then
         return false;
     end if;
     raise exception using
         errcode = 'RG007',
-        message = format('cannot infer greater_is_better for metric %s', p_metric),
-        hint = 'Pass greater_is_better => true (higher is better) or false (lower is better).';
+        message = format(
+            'cannot infer greater_is_better for metric %s: pass greater_is_better => true (higher is better) '
+            'or false (lower is better)', p_metric
+        ),
+        hint = 'Pass greater_is_better => true or false; only names whose last word is loss, perplexity, wer or '
+        || 'cer are inferred (lower is better).';
 end;
 $$;
 
@@ -611,7 +629,7 @@ begin
         end if;
         if directions ? v_metric.name then
             v_gib := (directions ->> v_metric.name)::boolean;
-        elsif metric_names is null and lower(v_metric.name) !~ '(loss|perplexity|wer|cer)$' then
+        elsif metric_names is null and not regate._lower_is_better_name(v_metric.name) then
             raise notice 'skipped %: direction unknown (give it in directions)', v_metric.name;
             continue;
         else
