@@ -14,7 +14,9 @@ import psycopg
 
 from regate_db import __version__
 from regate_db import connect as connect_mod
+from regate_db.demo import Reporter, run_demo
 from regate_db.errors import GateError, NoDatabaseError, RegateError, translate
+from regate_db.gates import GateSwitch, disable_gates, enable_gates, gate_status, require_schema
 from regate_db.migrate import Plan, make_plan, migrate
 
 EXIT_PENDING = 1
@@ -72,6 +74,8 @@ def cli(ctx: click.Context, dsn: str | None, embedded: bool, debug: bool) -> Non
       regate-db --embedded migrate     install the schema into a local PostgreSQL
       regate-db --dsn postgresql://... migrate
       regate-db status                 what is installed, what is pending
+      regate-db demo                   see the gate at work (embedded PostgreSQL)
+      regate-db gates status           is the kill switch on or off?
     """
     ctx.obj = Options(dsn=dsn, embedded=embedded, debug=debug)
 
@@ -202,18 +206,111 @@ def embedded_stop() -> None:
         click.echo("embedded PostgreSQL was not running")
 
 
-@cli.command("demo")
+@cli.command("demo", short_help="See the gate pass a good training run and block a regressed one.")
 @click.pass_obj
 def demo_cmd(opts: Options) -> None:
-    """Install the schema into a database (the embedded server by default) and show its status."""
+    """Watch PostgreSQL gate two training runs of a model: one good, one regressed.
+
+    \b
+    Installs (or upgrades) the schema, creates baselines for the model "sentiment-bert", simulates two
+    training runs that log train and eval metrics step by step, completes them and prints the verdicts the
+    database gave: first warn-only (the regressed job is 'failed'), then with
+    {"blockOnCriticalFailures": true} in the job config (it is 'blocked').
+
+    Uses the embedded PostgreSQL unless --dsn or an environment variable names a database. Every run uses
+    new job ids, so it can be run again on the same database.
+    """
     opts.embedded = True
     with _connection(opts) as conn:
-        result = migrate(conn, report=click.echo)
-        if not result.changed:
-            click.echo("schema already up to date")
-        plan = make_plan(conn)
-    _print_plan(plan)
-    click.echo(f"applied migrations: {', '.join(a.filename for a in plan.applied)}")
+        run_demo(conn, Reporter(click.echo, live=sys.stdout.isatty()))
+
+
+def _when(switch: GateSwitch) -> str:
+    at = f"{switch.changed_at:%Y-%m-%d %H:%M:%S%z}" if switch.changed_at else "?"
+    return f"by {switch.changed_by} at {at}"
+
+
+def _state(enabled: bool) -> str:
+    return click.style("ON", fg="green", bold=True) if enabled else click.style("OFF", fg="red", bold=True)
+
+
+def _non_blank(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty: say why", param=param)
+    return value
+
+
+@cli.group("gates", short_help="Switch the gates off or on for every job (admins), show their state.")
+def gates_group() -> None:
+    """Switch the regression gates off and on for every job, and show who did it, when and why.
+
+    \b
+    The kill switch is global and admin-only: only a superuser or a member of the role that owns
+    schema regate may flip it (regate.disable_gates / regate.enable_gates in SQL). While the gates are
+    off, jobs that complete get validation_status 'not_run' and no verdict.
+    """
+
+
+@gates_group.command("off", short_help="Switch the gates off for every job (admins only; --reason required).")
+@click.option(
+    "--reason",
+    required=True,
+    metavar="TEXT",
+    callback=_non_blank,
+    help="Why the gates are switched off (required; recorded with your login and the time).",
+)
+@click.pass_obj
+def gates_off(opts: Options, reason: str) -> None:
+    """Switch the regression gates off for every job (the rollback step; admins only).
+
+    \b
+    Example:
+      regate-db gates off --reason "INC-142: eval set corrupted, gating paused"
+    """
+    with _connection(opts) as conn:
+        conn.autocommit = True
+        require_schema(conn, function="disable_gates")
+        switch = disable_gates(conn, reason)
+    if switch.changed:
+        click.echo(f"regression gates are now {_state(False)} for every job ({_when(switch)})")
+        click.echo(f"  reason: {switch.reason}")
+        click.echo("  completed jobs get validation_status 'not_run' until: regate-db gates on")
+    else:
+        click.echo(f"regression gates were already {_state(False)} ({_when(switch)}: {switch.reason}); nothing changed")
+
+
+@gates_group.command("on", short_help="Switch the gates back on (admins only).")
+@click.option(
+    "--reason", metavar="TEXT", callback=_non_blank, help="Why the gates are switched back on (optional; recorded)."
+)
+@click.pass_obj
+def gates_on(opts: Options, reason: str | None) -> None:
+    """Switch the regression gates back on for every job (admins only)."""
+    with _connection(opts) as conn:
+        conn.autocommit = True
+        require_schema(conn, function="enable_gates")
+        switch = enable_gates(conn, reason)
+    if switch.changed:
+        click.echo(f"regression gates are now {_state(True)} for every job ({_when(switch)})")
+        if switch.reason:
+            click.echo(f"  reason: {switch.reason}")
+    else:
+        click.echo(f"regression gates were already {_state(True)}; nothing changed")
+
+
+@gates_group.command("status", short_help="Show whether the gates are on, and who switched them when and why.")
+@click.pass_obj
+def gates_status(opts: Options) -> None:
+    """Show whether the regression gates are on, and who switched them last, when and why."""
+    with _connection(opts) as conn:
+        require_schema(conn, function="gate_status")
+        switch = gate_status(conn)
+    if switch.changed_at is None:
+        click.echo(f"regression gates: {_state(switch.enabled)} (never switched off)")
+        return
+    click.echo(f"regression gates: {_state(switch.enabled)} since {switch.changed_at:%Y-%m-%d %H:%M:%S%z}")
+    click.echo(f"  changed by: {switch.changed_by}")
+    click.echo(f"  reason:     {switch.reason or '(none given)'}")
 
 
 def main(argv: list[str] | None = None) -> None:
