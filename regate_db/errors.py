@@ -100,6 +100,12 @@ class JobNotFoundError(GateError):
     sqlstate = "RG008"
 
 
+class VerdictTamperingError(GateError):
+    """RG009: a job's validation_status or validation_result_id was written by someone other than the gate."""
+
+    sqlstate = "RG009"
+
+
 SQLSTATE_ERRORS: dict[str, type[GateError]] = {
     cls.sqlstate: cls
     for cls in (
@@ -111,6 +117,7 @@ SQLSTATE_ERRORS: dict[str, type[GateError]] = {
         VerdictsAppendOnlyError,
         DirectionUnknownError,
         JobNotFoundError,
+        VerdictTamperingError,
     )
 }
 

@@ -3,6 +3,7 @@
 -- Error codes raised here (see docs/sql-reference.md):
 --   RG005  a gate key of a job's config has the wrong type
 --   42501  a non-admin tried to flip the kill switch
+--   22023  disable_gates without a reason
 
 -- regate._gate_config_problem(config): NULL when the gate keys of a job config are well-typed, else a
 -- sentence naming the key and the rule. Other keys (training parameters) are not looked at.
@@ -188,6 +189,7 @@ begin
     perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('regate.gate_switch'));
     select g.* into v_row from regate.gate_switch_events as g order by g.id desc limit 1;
     if coalesce(v_row.enabled, true) = p_enabled then
+        v_row.enabled := p_enabled;  -- never flipped: no row, the switch is on
         raise notice 'regression gates are already %, nothing changed',
             case when p_enabled then 'enabled' else 'disabled' end;
         return v_row;

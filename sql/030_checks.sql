@@ -183,6 +183,8 @@ as $$
         when abs(p_d) = 'Infinity'::float8 then 'an unbounded %'
         -- beyond 1e13 the percentage would overflow a double: say it as a factor
         when abs(p_d) >= 1e13 then btrim(to_char(p_d, '9.999EEEE')) || ' times'
+        -- below 0.1% keep 2 significant digits rather than print 0%
+        when p_d <> 0 and abs(p_d) < 0.001 then regate._fmt(p_d * 100) || '%'
         else (round(p_d * 1000) / 10)::text || '%'
     end
 $$;

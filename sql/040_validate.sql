@@ -5,6 +5,7 @@
 --   RG001  run_gate's current_metrics are not acceptable
 --   RG006  verdicts are append-only; a job with verdicts cannot be deleted
 --   RG008  no such job
+--   RG009  validation_status / validation_result_id changed by someone other than the gate
 
 -- regate.should_block_deployment(result regate.validation_results, config jsonb) returns boolean: whether a
 -- verdict blocks deployment under a gate config (a job config or an effective one): a critical failure with
@@ -268,6 +269,46 @@ create trigger _500_gate_on_update
 before update on regate.local_training_jobs
 for each row when (new.status = 'completed' and old.status is distinct from 'completed')
 execute function regate._jobs_gate();
+
+-- Trigger function: a job's gate columns (validation_status, validation_result_id) are written by the gate
+-- only (RG009), so a client cannot turn 'blocked' into 'passed'. Runs as the caller: inside regate's own
+-- SECURITY DEFINER functions current_user is the schema owner, who (like a superuser) may write them.
+create or replace function regate._jobs_guard_verdict()
+returns trigger
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if coalesce((select r.rolsuper from pg_catalog.pg_roles as r where r.rolname = current_user), false)
+        or pg_catalog.pg_has_role(
+            current_user, (select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'regate'), 'MEMBER'
+        ) then
+        return new;
+    end if;
+    raise exception using
+        errcode = 'RG009',
+        message = format(
+            'validation_status and validation_result_id of job %s are written by the regression gate only', new.id
+        ),
+        hint = 'Complete the job (status = ''completed'') or call regate.validate_training_results(job_id).';
+end;
+$$;
+
+drop trigger if exists _400_guard_verdict_on_insert on regate.local_training_jobs;
+create trigger _400_guard_verdict_on_insert
+before insert on regate.local_training_jobs
+for each row when (new.validation_status is not null or new.validation_result_id is not null)
+execute function regate._jobs_guard_verdict();
+
+drop trigger if exists _400_guard_verdict_on_update on regate.local_training_jobs;
+create trigger _400_guard_verdict_on_update
+before update on regate.local_training_jobs
+for each row when (
+    new.validation_status is distinct from old.validation_status
+    or new.validation_result_id is distinct from old.validation_result_id
+)
+execute function regate._jobs_guard_verdict();
 
 -- Trigger function: a job with verdicts cannot be deleted (RG006): the audit trail stays.
 create or replace function regate._jobs_keep_verdicts()

@@ -457,6 +457,30 @@ def test_a_non_owner_cannot_switch_the_gate_off(db: Conn, tenant: str) -> None:
         with pytest.raises(psycopg.Error) as err:
             conn.execute("insert into regate.gate_switch_events (enabled) values (false)")
         assert err.value.sqlstate == "42501"
+        # The verdict is the gate's: the tenant cannot overwrite it, nor forge one on insert.
+        for sql, args in (
+            ("update regate.local_training_jobs set validation_status = 'passed' where id = %s", (j,)),
+            ("update regate.local_training_jobs set validation_result_id = null where id = %s", (j,)),
+            ("insert into regate.local_training_jobs (model_name, validation_status) values (%s, 'passed')", (MODEL,)),
+        ):
+            with pytest.raises(psycopg.Error) as err:
+                conn.execute(sql, args)
+            assert err.value.sqlstate == "RG009" and "written by the regression gate only" in str(err.value)
+        assert conn.execute(
+            "select validation_status from regate.local_training_jobs where id = %s", (j,)
+        ).fetchone() == ("failed",)
+        # Re-validating through the gate's own function is allowed, and updates the gate columns.
+        row = conn.execute("select id from regate.validate_training_results(%s)", (j,)).fetchone()
+        assert row is not None
+        assert conn.execute(
+            "select validation_result_id from regate.local_training_jobs where id = %s", (j,)
+        ).fetchone() == (row[0],)
+    # An admin (superuser or schema owner) may repair the columns by hand.
+    db.execute("update regate.local_training_jobs set validation_status = 'not_run' where id = %s", (j,))
+    assert db.execute("select validation_status from regate.local_training_jobs where id = %s", (j,)).fetchone() == (
+        "not_run",
+    )
+    with psycopg.connect(tenant, autocommit=True) as conn:
         # Per-job opt-out is the job's own config, and it is recorded as not run.
         k = job(conn, config={"enableRegressionGates": False})
         assert complete(conn, k) == ("not_run", None)
