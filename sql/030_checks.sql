@@ -21,6 +21,7 @@ drop function if exists regate._check_json(
 );
 drop function if exists regate._relative_change(double precision, double precision, boolean);
 drop function if exists regate._comparison(double precision, double precision, boolean);
+drop function if exists regate._comparison(double precision, double precision, boolean, double precision);
 drop function if exists regate._check_message(
     text, text, text[], double precision, double precision, boolean, double precision, double precision,
     double precision
@@ -189,13 +190,15 @@ as $$
     end
 $$;
 
--- regate._comparison(value, baseline_value, greater_is_better, relative_change): 'worse than baseline 0.43
--- by 20.9%' (by the absolute difference when the baseline is 0); NULL without a baseline value.
+-- regate._comparison(value, baseline_value, greater_is_better, relative_change, absolute): 'worse than
+-- baseline 0.43 by 20.9%', or by the absolute difference ('by 0.09') when `absolute` or the baseline is 0;
+-- NULL without a baseline value.
 create or replace function regate._comparison(
     p_value double precision,
     p_baseline_value double precision,
     p_greater_is_better boolean,
-    p_relative_change double precision
+    p_relative_change double precision,
+    p_absolute boolean
 )
 returns text
 language sql
@@ -211,6 +214,7 @@ as $$
             || ' than baseline ' || regate._fmt(p_baseline_value) || ' by '
             || case
                 when p_baseline_value = 0 then regate._fmt(abs(p_value))
+                when p_absolute then regate._fmt(abs(regate._f8_add(p_value, -p_baseline_value)))
                 else regate._pct(abs(p_relative_change))
             end
     end
@@ -242,7 +246,11 @@ as $$
         when 'no_baseline' then format('%s is required but has no active baseline', p_metric)
         when 'passed' then format(
             '%s %s passes%s', p_metric, regate._fmt(p_value),
-            coalesce(' (' || regate._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change) || ')', '')
+            coalesce(
+                ' (' || regate._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change, false)
+                || ')',
+                ''
+            )
         )
         else format('%s %s %s', p_metric, regate._fmt(p_value), array_to_string(array[
             case when 'threshold' = any(p_failed) then format(
@@ -256,7 +264,7 @@ as $$
                     when p_min_absolute_change = 0 then 'is %s, and must not be worse%s'
                     else 'is %s, tolerance %s'
                 end,
-                regate._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change),
+                regate._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change, true),
                 case when p_min_absolute_change = 0 then '' else regate._fmt(abs(p_min_absolute_change)) end
             ) end,
             case when 'min_relative_change' = any(p_failed) then format(
@@ -268,7 +276,7 @@ as $$
                     when p_min_relative_change = 0 then 'is %s, and must not be worse%s'
                     else 'is %s, tolerance %s'
                 end,
-                regate._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change),
+                regate._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change, false),
                 case
                     when p_baseline_value = 0 or p_min_relative_change = 0 then ''
                     else regate._pct(abs(p_min_relative_change))
