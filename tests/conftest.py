@@ -111,7 +111,10 @@ def load_schema(host: str, port: int, user: str, dbname: str, password: str | No
         migrate(conn)
 
 
-postgresql_template = factories.postgresql_noproc(depends_on="pg_server", load=[load_schema])
+# Database names carry the process id: two test sessions may share one server (REGATE_TEST_DSN) safely.
+postgresql_template = factories.postgresql_noproc(
+    depends_on="pg_server", load=[load_schema], dbname=f"regate_test_{os.getpid()}"
+)
 postgresql = factories.postgresql("postgresql_template")
 
 
