@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-import time
 import uuid
 from typing import Any
 
@@ -14,6 +12,8 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from tests.blocking import Blocked
 
 MODEL = "gpt-small"
 VALID: dict[str, Any] = {
@@ -312,40 +312,6 @@ def test_greater_is_better_is_not_guessed_for_other_names(
             assert row["greater_is_better"] is True
     # An explicit direction always wins over the name.
     assert create_baseline(db, metric_name="eval_loss", threshold=0.5, greater_is_better=True)["greater_is_better"]
-
-
-class Blocked:
-    """A call made in a thread on `conn`, which is expected to wait for a lock held by another transaction."""
-
-    def __init__(
-        self, observer: psycopg.Connection[Any], conn: psycopg.Connection[Any], fn: Any, *args: Any, **kwargs: Any
-    ) -> None:
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(fn, conn, *args), kwargs=kwargs)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            row = observer.execute(
-                "select wait_event_type from pg_stat_activity where pid = %s", [conn.info.backend_pid]
-            ).fetchone()
-            if row is not None and row[0] == "Lock":
-                return
-            time.sleep(0.01)
-        raise AssertionError("the second session never waited for a lock")
-
-    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            self.result = fn(*args, **kwargs)
-        except BaseException as exc:  # re-raised by join()
-            self.error = exc
-
-    def join(self) -> Any:
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 def test_concurrent_create_baseline_for_one_key_leaves_one_active(

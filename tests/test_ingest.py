@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-import time
 import uuid
 from typing import Any
 
@@ -13,6 +11,8 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
+
+from tests.blocking import Blocked
 
 COLUMNS = ("epoch", "train_loss", "eval_loss", "perplexity", "learning_rate", "grad_norm")
 
@@ -403,40 +403,6 @@ def test_other_jobs_metrics_never_leak_in(db: psycopg.Connection[Any]) -> None:
     )
     assert final(db, a) == {"accuracy": 0.5, "train_loss": 0.9}
     assert final(db, b) == {"accuracy": 0.99, "only_b": 1.0, "train_loss": 0.001, "eval_loss": 0.02}
-
-
-class Blocked:
-    """A call made in a thread on `conn`, which is expected to wait for a lock held by another transaction."""
-
-    def __init__(
-        self, observer: psycopg.Connection[Any], conn: psycopg.Connection[Any], fn: Any, *args: Any, **kwargs: Any
-    ) -> None:
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(fn, conn, *args), kwargs=kwargs)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            row = observer.execute(
-                "select wait_event_type from pg_stat_activity where pid = %s", [conn.info.backend_pid]
-            ).fetchone()
-            if row is not None and row[0] == "Lock":
-                return
-            time.sleep(0.01)
-        raise AssertionError("the second session never waited for a lock")
-
-    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            self.result = fn(*args, **kwargs)
-        except BaseException as exc:  # re-raised by join()
-            self.error = exc
-
-    def join(self) -> Any:
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 def test_concurrent_inserts_for_one_job_both_land(
