@@ -110,6 +110,7 @@ declare
     v_bad record;
     v_job record;
 begin
+    -- A cheap inline test passes ordinary keys and values; only the rest meets the exact (and slower) rules.
     select n.job_id, n.step, e.key, p.problem
     into v_bad
     from new_rows as n
@@ -124,7 +125,17 @@ begin
             else regate._metric_value_problem(e.key, e.value)
         end as problem
     ) as p
-    where p.problem is not null
+    where
+        not (
+            btrim(e.key) <> ''
+            and case jsonb_typeof(e.value)
+                when 'number' then abs(e.value::numeric) between 1e-300 and 1e300 or e.value::numeric = 0
+                when 'string' then e.value #>> '{}' in ('NaN', 'Infinity', '-Infinity')
+                else false
+            end
+            and e.key <> all(array['id', 'job_id', 'step', 'metrics', 'recorded_at'] || regate._metric_columns())
+        )
+        and p.problem is not null
     limit 1;
     if found then
         raise exception using
@@ -148,38 +159,62 @@ begin
         end if;
     end loop;
 
+    -- The latest value of each (job, metric) among the new rows, without sorting every (row, metric) pair:
+    -- first the highest step of each (job, metric) (hash aggregates), then, among the few rows at that step,
+    -- the highest id that carries the metric. Rows are written in (job, metric) order: concurrent inserts
+    -- lock _metric_latest rows in one global order.
     insert into regate._metric_latest as l (job_id, metric_name, value, step, metric_id)
-    select distinct on (s.job_id, s.metric_name)
-        s.job_id,
-        s.metric_name,
-        s.value,
-        s.step,
-        s.id
+    select distinct on (c.job_id, c.metric_name)
+        c.job_id,
+        c.metric_name,
+        c.value,
+        c.step,
+        c.id
     from (
         select
-            n.job_id,
+            k.job_id,
+            k.metric_name,
             n.step,
             n.id,
-            v.metric_name,
-            v.value
-        from new_rows as n
-        cross join lateral (
-            values
-            ('epoch', n.epoch),
-            ('train_loss', n.train_loss),
-            ('eval_loss', n.eval_loss),
-            ('perplexity', n.perplexity),
-            ('learning_rate', n.learning_rate),
-            ('grad_norm', n.grad_norm)
+            case k.metric_name
+                when 'epoch' then n.epoch
+                when 'train_loss' then n.train_loss
+                when 'eval_loss' then n.eval_loss
+                when 'perplexity' then n.perplexity
+                when 'learning_rate' then n.learning_rate
+                when 'grad_norm' then n.grad_norm
+                else regate._jsonb_float8(n.metrics -> k.metric_name)
+            end as value
+        from (
+            select
+                n.job_id,
+                e.key as metric_name,
+                max(n.step) as step
+            from new_rows as n
+            cross join lateral jsonb_object_keys(n.metrics) as e (key)
+            group by n.job_id, e.key
             union all
             select
-                e.key,
-                regate._jsonb_float8(e.value)
-            from jsonb_each(n.metrics) as e
-        ) as v (metric_name, value)
-        where v.value is not null
-    ) as s
-    order by s.job_id asc, s.metric_name asc, s.step desc, s.id desc
+                n.job_id,
+                f.metric_name,
+                max(n.step) as step
+            from new_rows as n
+            cross join lateral (
+                values
+                ('epoch', n.epoch),
+                ('train_loss', n.train_loss),
+                ('eval_loss', n.eval_loss),
+                ('perplexity', n.perplexity),
+                ('learning_rate', n.learning_rate),
+                ('grad_norm', n.grad_norm)
+            ) as f (metric_name, value)
+            where f.value is not null
+            group by n.job_id, f.metric_name
+        ) as k
+        inner join new_rows as n on k.job_id = n.job_id and k.step = n.step
+    ) as c
+    where c.value is not null
+    order by c.job_id asc, c.metric_name asc, c.id desc
     on conflict (job_id, metric_name) do update
         set value = excluded.value, step = excluded.step, metric_id = excluded.metric_id
         where (excluded.step, excluded.metric_id) > (l.step, l.metric_id);
