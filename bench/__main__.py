@@ -2,152 +2,163 @@
 table and as bench/results.json: one object per figure with name, value, unit, target and met, plus the machine.
 
 Run with `make bench` (full) or `make bench-quick` (under a minute). REGATE_BENCH_DSN points them at a server of
-your own (its maintenance database, e.g. postgresql://user@host/postgres); by default an embedded PostgreSQL 18
-is started in a temporary folder.
+your own (its maintenance database, e.g. postgresql://user@host/postgres; the user must be a superuser, for
+`set regate.enabled = off`); by default an embedded PostgreSQL 18 is started in a temporary folder. Every
+benchmark creates its own database (prefix regate_bench_) and drops it. See docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
-import tempfile
+import logging
+import subprocess
+import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import conninfo
 
-from regate_db import connect as connect_mod
-from regate_db.migrate import migrate
+from bench import alternative, bulk, completion, concurrency, ingest, install
+from bench.common import FULL, QUICK, Figure, Sizes, machine, server
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
+BENCHMARKS: dict[str, Callable[[str, Sizes], list[Figure]]] = {
+    "completion": completion.run,
+    "alternative": alternative.run,
+    "ingest": ingest.run,
+    "bulk": bulk.run,
+    "concurrency": concurrency.run,
+    "install": install.run,
+}
 
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    target: str | None = None
-    met: bool | None = None
+
+def format_value(value: float, unit: str = "") -> str:
+    if unit == "count" or (value == int(value) and abs(value) >= 100):
+        return f"{value:,.0f}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
 
 
-@contextmanager
-def server() -> Iterator[str]:
-    dsn = os.environ.get("REGATE_BENCH_DSN")
-    if dsn:
-        yield dsn
-        return
-    with tempfile.TemporaryDirectory(prefix="regate-bench-") as tmp:
-        module = connect_mod._embedded_module()
-        srv = module.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+def table(figures: list[Figure]) -> str:
+    """The figures as a Markdown table (it reads as plain text too, and pastes into docs/performance.md)."""
+    rows = [("figure", "value", "unit", "target", "met")]
+    for f in figures:
+        met = "-" if f.met is None else ("yes" if f.met else "**NO**")
+        rows.append((f.name, format_value(f.value, f.unit), f.unit, f.target or "-", met))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for n, r in enumerate(rows):
+        cells = [
+            r[0].ljust(widths[0]),
+            r[1].rjust(widths[1]),
+            *(c.ljust(w) for c, w in zip(r[2:], widths[2:], strict=True)),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        if n == 0:
+            lines.append(
+                "|" + "|".join(("-" * (w + 1) + ":" if i == 1 else "-" * (w + 2)) for i, w in enumerate(widths)) + "|"
+            )
+    return "\n".join(lines)
+
+
+def source_version() -> dict[str, Any]:
+    """The commit measured, and whether the SQL that regate installs differs from it (best effort: needs git)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
         try:
-            yield srv.get_uri()
-        finally:
-            srv.cleanup()
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
 
-
-def with_db(maintenance: str, name: str) -> str:
-    params = conninfo.conninfo_to_dict(maintenance)
-    params["dbname"] = name
-    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
-
-
-def median_ms(fn: Callable[[], None], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
-def machine(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    settings = dict(
-        conn.execute(
-            "select name, setting || coalesce(unit, '') from pg_settings where name = any(%s)",
-            (["shared_buffers", "work_mem", "synchronous_commit", "fsync", "max_connections", "jit"],),
-        ).fetchall()
-    )
-    row = conn.execute("select version()").fetchone()
+    changed = git("status", "--porcelain", "--", "sql", "migrations")
     return {
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "postgresql": row[0] if row else None,
-        "settings": settings,
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "sql_modified": bool(changed) if changed is not None else None,
     }
 
 
-def bench_migrate(maintenance: str, repeat: int) -> list[Figure]:
-    """Install cost: a fresh migrate, a no-op migrate, and cloning the migrated template (what each test pays)."""
-    admin = psycopg.connect(maintenance, autocommit=True)
-    names: list[str] = []
-
-    def new_db(template: str | None = None) -> str:
-        name = f"regate_bench_{uuid.uuid4().hex[:10]}"
-        admin.execute(f'create database "{name}"' + (f' template "{template}"' if template else ""))
-        names.append(name)
-        return name
-
-    try:
-
-        def fresh() -> None:
-            with psycopg.connect(with_db(maintenance, new_db()), autocommit=True) as conn:
-                migrate(conn)
-
-        template = new_db()
-        with psycopg.connect(with_db(maintenance, template), autocommit=True) as conn:
-            migrate(conn)
-
-        def noop() -> None:
-            with psycopg.connect(with_db(maintenance, template), autocommit=True) as conn:
-                migrate(conn)
-
-        fresh_ms = median_ms(fresh, repeat)
-        noop_ms = median_ms(noop, repeat)
-        clone_ms = median_ms(lambda: new_db(template), repeat)
-    finally:
-        for name in names:
-            admin.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
-    return [
-        Figure("migrate: fresh install", fresh_ms, "ms"),
-        Figure("migrate: no-op run", noop_ms, "ms"),
-        Figure("migrate: no-op / fresh", noop_ms / fresh_ms, "ratio", "<= 0.5", noop_ms / fresh_ms <= 0.5),
-        Figure("test database clone (create database ... template)", clone_ms, "ms"),
-    ]
-
-
-def report(figures: list[Figure], description: dict[str, Any]) -> None:
-    width = max(len(f.name) for f in figures)
-    print(f"{'figure':<{width}}  {'value':>12}  {'unit':<6} {'target':<10} met")
-    for f in figures:
-        met = "-" if f.met is None else ("yes" if f.met else "NO")
-        print(f"{f.name:<{width}}  {f.value:>12.3f}  {f.unit:<6} {f.target or '-':<10} {met}")
-    print(f"machine: {description['cores']} cores, {description['postgresql']}")
-    RESULTS.write_text(json.dumps({"machine": description, "figures": [asdict(f) for f in figures]}, indent=2))
-    print(f"results written to {RESULTS}")
+def describe(description: dict[str, Any]) -> str:
+    s = description["settings"]
+    return (
+        f"machine: {description['cores']} cores, {description['memory_gb']} GB RAM, {description['platform']};"
+        f" {description['postgresql']} ({description['server']}, {description['connection']});"
+        f" shared_buffers={s.get('shared_buffers')}, synchronous_commit={s.get('synchronous_commit')},"
+        f" fsync={s.get('fsync')}, wal_sync_method={s.get('wal_sync_method')}, jit={s.get('jit')},"
+        f" max_wal_size={s.get('max_wal_size')}; regate at {description['source']['commit']}"
+        + (" with uncommitted SQL changes" if description["source"]["sql_modified"] else "")
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller data (under a minute)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller data, fewer repetitions (under a minute)")
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help=f"comma-separated benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
     args = parser.parse_args()
-    repeat = 3 if args.quick else 10
+    # psycopg logs a warning when a pipeline (executemany) ends in an error the bench expects and counts (RG002)
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
+    names = list(BENCHMARKS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    sizes = QUICK if args.quick else FULL
+    mode = "quick" if args.quick else "full"
+    started = time.perf_counter()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    figures: list[Figure] = []
+    durations: dict[str, float] = {}
     with server() as dsn:
         with psycopg.connect(dsn) as conn:
             description = machine(conn)
-        figures = bench_migrate(dsn, repeat)
-    report(figures, description)
+        description["source"] = source_version()
+        print(f"regate-db benchmarks, {mode} mode", flush=True)
+        print(describe(description), flush=True)
+        for name in names:
+            print(f"{name} ...", flush=True)
+            t0 = time.perf_counter()
+            got = BENCHMARKS[name](dsn, sizes)
+            durations[name] = round(time.perf_counter() - t0, 1)
+            print(table(got), flush=True)
+            print(f"({name}: {durations[name]:.1f} s)", flush=True)
+            figures += got
+    total = time.perf_counter() - started
+    print()
+    print(table(figures))
+    print(describe(description))
+    missed = [f.name for f in figures if f.met is False]
+    print(f"{mode} mode, {total:.0f} s; targets met: {sum(f.met is True for f in figures)}, missed: {len(missed)}")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "mode": mode,
+                "started_at": started_at,
+                "duration_s": round(total, 1),
+                "benchmark_durations_s": durations,
+                "machine": description,
+                "figures": [asdict(f) for f in figures],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"results written to {RESULTS}")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

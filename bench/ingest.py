@@ -1,0 +1,123 @@
+"""3. Ingest: metric rows per second into regate.local_training_metrics versus a plain table.
+
+The plain table (schema bench_plain) is `like regate.local_training_metrics including all` (same columns,
+defaults, identity, checks and indexes) with a plain FK to a plain jobs table (`like regate.local_training_jobs
+including all`) holding the same job ids, so both sides pay an FK check; it has no regate triggers. Rows look like
+trainer logs: round-robin over 8 running jobs, the fixed columns (eval columns every 10th step) plus a metrics jsonb
+with 5 keys. Three methods: single-row INSERTs in autocommit, `executemany` of `ingest_batch_size` rows per call
+(one transaction per call), and COPY (one statement). Every trial inserts the same rows into both tables, taking
+turns row by row (single), call by call (executemany) or trial by trial (COPY); the figure is the ratio of the
+median rows per second.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bench.common import (
+    METRIC_COLUMNS,
+    Conn,
+    Figure,
+    Sizes,
+    checked,
+    connect,
+    create_jobs,
+    fresh_database,
+    log,
+    median,
+    timed_ms,
+    trainer_rows,
+)
+
+MODEL = "bench-ingest"
+JOBS = 8
+REGATE = "regate.local_training_metrics"
+PLAIN = "bench_plain.metrics"
+
+PLAIN_SCHEMA = """
+create schema bench_plain;
+create table bench_plain.jobs (like regate.local_training_jobs including all);
+create table bench_plain.metrics (like regate.local_training_metrics including all);
+alter table bench_plain.metrics add foreign key (job_id) references bench_plain.jobs (id) on delete cascade;
+"""
+
+COLUMNS = ", ".join(METRIC_COLUMNS)
+PLACEHOLDERS = ", ".join(["%s"] * len(METRIC_COLUMNS))
+
+Rows = Sequence[tuple[Any, ...]]
+
+
+def insert_single(conn: Conn, table: str, rows: Rows) -> None:
+    """One INSERT per row, each its own transaction (autocommit)."""
+    sql = f"insert into {table} ({COLUMNS}) values ({PLACEHOLDERS})"
+    for row in rows:
+        conn.execute(sql, row)
+
+
+def insert_batch(conn: Conn, table: str, rows: Rows) -> None:
+    """One executemany call (psycopg pipelines one INSERT per row) in one transaction."""
+    sql = f"insert into {table} ({COLUMNS}) values ({PLACEHOLDERS})"
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(sql, rows)
+
+
+def copy_rows(conn: Conn, table: str, rows: Rows) -> None:
+    """One COPY statement (its own transaction)."""
+    with conn.cursor() as cur, cur.copy(f"copy {table} ({COLUMNS}) from stdin") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+Method = Callable[[Conn, str, Rows], None]
+
+
+def measure(
+    conn: Conn, jobs: list[uuid.UUID], method: Method, unit: int, count: int, repeat: int, step: int
+) -> tuple[float, float, int]:
+    """Median rows per second into regate's table and into the plain one; returns them and the next free step.
+
+    A trial sends `count` rows to each table in units of `unit` rows (one call of `method`); the two tables take
+    turns unit by unit (and which goes first alternates), so that drift, e.g. in the disk's flush latency, hits
+    both alike."""
+    rates: dict[str, list[float]] = {REGATE: [], PLAIN: []}
+    for rep in range(repeat):
+        rows = trainer_rows(jobs, count, step)
+        step += count // len(jobs) + 1
+        spent = {REGATE: 0.0, PLAIN: 0.0}
+        for n, first in enumerate(range(0, count, unit)):
+            chunk = rows[first : first + unit]
+            for table in (REGATE, PLAIN) if (rep + n) % 2 == 0 else (PLAIN, REGATE):
+                spent[table] += timed_ms(method, conn, table, chunk)
+        for table, ms in spent.items():
+            rates[table].append(count / (ms / 1000))
+    return median(rates[REGATE]), median(rates[PLAIN]), step
+
+
+def run(maintenance: str, sizes: Sizes) -> list[Figure]:
+    batch = sizes.ingest_batch_size
+    methods: list[tuple[str, Method, int, int]] = [
+        ("single-row inserts (autocommit)", insert_single, 1, sizes.ingest_single_rows),
+        (f"executemany, {batch} rows per call", insert_batch, batch, sizes.ingest_batch_rows),
+        ("COPY", copy_rows, sizes.ingest_copy_rows, sizes.ingest_copy_rows),
+    ]
+    figures: list[Figure] = []
+    with fresh_database(maintenance) as dsn, connect(dsn) as conn:
+        jobs = create_jobs(conn, MODEL, JOBS)
+        conn.execute(PLAIN_SCHEMA)
+        conn.execute("insert into bench_plain.jobs select * from regate.local_training_jobs")
+        step = 1
+        # warm up: plans, plpgsql caches, and a first batch in both tables
+        step = measure(conn, jobs, insert_batch, 100, 200, 2, step)[2]
+        for name, method, unit, count in methods:
+            log(f"ingest: {name}, {count:,} rows x {sizes.ingest_repeat} trials per table")
+            regate_rate, plain_rate, step = measure(conn, jobs, method, unit, count, sizes.ingest_repeat, step)
+            figures += [
+                Figure(f"ingest {name}: regate", regate_rate, "rows/s"),
+                Figure(f"ingest {name}: plain table", plain_rate, "rows/s"),
+                checked(f"ingest {name}: regate / plain", regate_rate / plain_rate, "ratio", ">= 0.8"),
+            ]
+        counts = conn.execute(f"select (select count(*) from {REGATE}), (select count(*) from {PLAIN})").fetchone()
+        assert counts is not None and counts[0] == counts[1], counts
+    return figures
