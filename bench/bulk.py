@@ -79,7 +79,9 @@ def run(maintenance: str, sizes: Sizes) -> list[Figure]:
             jobs = create_jobs(conn, MODEL, n)
             log(f"bulk: {n:,} jobs x {sizes.bulk_rows_per_job} metric rows")
             load_metrics(conn, jobs, sizes.bulk_rows_per_job)
-            settle(conn, [f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics", "_metric_latest")])
+            settle(
+                conn, [f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics", "_metric_candidates")]
+            )
         with connect(dsn) as gated, connect(dsn, gated=False) as ungated:
             gated_ms: list[float] = []
             ungated_ms: list[float] = []

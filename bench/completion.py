@@ -81,7 +81,7 @@ def build(conn: Conn, sizes: Sizes) -> list[tuple[int, uuid.UUID]]:
             progress((first + step) * FILLER_ROWS_PER_JOB)
         conn.execute("update regate.local_training_jobs set status = 'completed' where id = any(%s)", (filler,))
     log("vacuum analyze, checkpoint")
-    settle(conn, [f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics", "_metric_latest")])
+    settle(conn, [f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics", "_metric_candidates")])
     row = conn.execute("select count(*) from regate.local_training_metrics").fetchone()
     assert row is not None and row[0] == sum(sizes.completion_rows) + filler_jobs * FILLER_ROWS_PER_JOB, row
     log(f"{row[0]:,} metric rows in the table")

@@ -171,7 +171,9 @@ def scenario(maintenance: str, sizes: Sizes, jobs_per_batch: int) -> list[Figure
             create_baselines(conn, MODEL)
             jobs = create_jobs(conn, MODEL, COMPLETERS * per_completer)
             load_metrics(conn, jobs, PRELOADED_ROWS)
-            settle(conn, [f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics", "_metric_latest")])
+            settle(
+                conn, [f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics", "_metric_candidates")]
+            )
         log(
             f"concurrency: {COMPLETERS} completers ({per_completer} jobs each) and {INGESTERS} ingesters"
             f" ({sizes.concurrency_batch_rows} rows for {jobs_per_batch} job(s) per transaction)"

@@ -7,8 +7,8 @@ Run with `.venv/bin/python -m bench.profile` (REGATE_BENCH_DSN as for the benchm
   `track_functions = 'all'`: calls, total and self microseconds) and EXPLAIN ANALYZE of one gated and one
   ungated completing UPDATE (the trigger times);
 * ingest: microseconds per row into regate's table and into a plain copy for COPY, executemany and single-row
-  inserts, the regate functions' time per row, the row updates of regate._metric_latest per logged row and its
-  size afterwards, and EXPLAIN ANALYZE of the ingest trigger's upsert over a COPY-sized batch.
+  inserts, the regate functions' time per row, the rows regate._metric_candidates gains per logged row and its
+  size afterwards, and EXPLAIN ANALYZE of the ingest trigger's insert over a COPY-sized batch.
 """
 
 from __future__ import annotations
@@ -121,25 +121,23 @@ def profile_ingest(dsn: str) -> None:
             print(f"  us per row: regate {r:.1f}, plain {p:.1f} (regate adds {r - p:.1f})")
         flush_stats(conn)
         row = conn.execute(
-            "select n_tup_upd, n_tup_hot_upd, n_dead_tup, pg_size_pretty(pg_total_relation_size(relid)),"
-            " (select count(*) from regate._metric_latest)"
-            " from pg_stat_user_tables where schemaname = 'regate' and relname = '_metric_latest'"
+            "select n_tup_ins, n_tup_upd, pg_size_pretty(pg_total_relation_size(relid))"
+            " from pg_stat_user_tables where schemaname = 'regate' and relname = '_metric_candidates'"
         ).fetchone()
         if row:
             print(
-                f"  regate._metric_latest: {row[0]:,} row updates ({row[1]:,} HOT) during the single-row inserts;"
-                f" afterwards {row[4]} live rows in {row[3]}"
+                f"  regate._metric_candidates: {row[0]:,} rows inserted, {row[1]:,} updated (always 0); {row[2]} in all"
             )
-        upsert_plan(conn, jobs, step)
+        candidates_plan(conn, jobs, step)
 
 
-def upsert_plan(conn: Conn, jobs: list[uuid.UUID], step: int) -> None:
-    """EXPLAIN ANALYZE the ingest trigger's upsert into regate._metric_latest over a 100k-row batch, with a temp
+def candidates_plan(conn: Conn, jobs: list[uuid.UUID], step: int) -> None:
+    """EXPLAIN ANALYZE the ingest trigger's insert into regate._metric_candidates over a 100k-row batch, with a temp
     table standing in for the transition table. Best effort: skipped when the trigger's text changed shape."""
     source = conn.execute("select prosrc from pg_proc where oid = 'regate._metrics_after_insert'::regproc").fetchone()
-    match = re.search(r"(insert into regate\._metric_latest.*?);", source[0] if source else "", re.S)
+    match = re.search(r"(insert into regate\._metric_candidates.*?);", source[0] if source else "", re.S)
     if not match:
-        print("  (upsert plan skipped: no 'insert into regate._metric_latest' statement in the trigger)")
+        print("  (plan skipped: no 'insert into regate._metric_candidates' statement in the trigger)")
         return
     rows = trainer_rows(jobs, 100_000, step)
     ingest.copy_rows(conn, ingest.PLAIN, rows)
@@ -147,7 +145,7 @@ def upsert_plan(conn: Conn, jobs: list[uuid.UUID], step: int) -> None:
         "create temp table new_rows as select * from bench_plain.metrics order by id desc limit 100000;"
         " analyze new_rows"
     )
-    print("  EXPLAIN ANALYZE of the trigger's upsert over 100,000 new rows (temp table as transition table):")
+    print("  EXPLAIN ANALYZE of the trigger's insert over 100,000 new rows (temp table as transition table):")
     conn.execute("set search_path = pg_catalog, pg_temp")
     explain(conn, match.group(1))
     conn.execute("reset search_path")

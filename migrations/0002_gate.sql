@@ -51,19 +51,23 @@ comment on table regate.local_training_metrics is
 
 create index local_training_metrics_job_step_idx on regate.local_training_metrics (job_id, step, id);
 
--- The latest value of each metric of each job: what regate.extract_final_metrics reads, so its cost does
--- not grow with the number of metric rows. Maintained by the ingest trigger on local_training_metrics.
-create table regate._metric_latest (
-    job_id uuid not null references regate.local_training_jobs (id) on delete cascade,
+-- Candidates for the latest value of each metric of each job: every insert statement adds, per (job, metric)
+-- it logged, its own latest row; nothing is ever updated, so ingest takes no row locks here and cannot
+-- deadlock. regate.extract_final_metrics reads the newest candidate of each metric by index lookups (a skip scan
+-- over metric names), so its cost does not grow with the number of metric rows.
+-- No foreign key on purpose: its check would run once per candidate row on the ingest path; the trigger
+-- _900_forget_candidates on local_training_jobs removes a deleted job's candidates.
+create table regate._metric_candidates (
+    job_id uuid not null,
     metric_name text not null,
-    value double precision not null,
     step bigint not null,
     metric_id bigint not null,
-    primary key (job_id, metric_name)
+    value double precision not null,
+    primary key (job_id, metric_name, step, metric_id)
 );
 
-comment on table regate._metric_latest is
-'Internal: latest (highest step, then id) non-null value of every metric per job.';
+comment on table regate._metric_candidates is
+'Internal: per insert statement, the latest (highest step, then id) non-null value of each metric it logged.';
 
 create table regate.model_baselines (
     id bigint generated always as identity primary key,
@@ -136,4 +140,4 @@ comment on table regate.gate_switch_events is
 'Admin-only history of regate.disable_gates / regate.enable_gates: who, when, why.';
 
 revoke all on regate.gate_switch_events from public;
-revoke all on regate._metric_latest from public;
+revoke all on regate._metric_candidates from public;

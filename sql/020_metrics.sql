@@ -1,4 +1,4 @@
--- Metrics: what a metric value may be, the ingest trigger that keeps regate._metric_latest, append-only rows,
+-- Metrics: what a metric value may be, the ingest trigger that feeds regate._metric_candidates, append-only rows,
 -- and the final metrics of a job.
 --
 -- Error codes raised here (see docs/sql-reference.md):
@@ -96,8 +96,63 @@ as $$
     select array['epoch', 'train_loss', 'eval_loss', 'perplexity', 'learning_rate', 'grad_norm']
 $$;
 
+-- regate._checked_metric(job, step, key, value): the value of a named metric as a double; raises RG001 naming
+-- the key and the rule when the key or the value is not acceptable. The slow path of regate._metric_value.
+create or replace function regate._checked_metric(p_job_id uuid, p_step bigint, p_key text, p_value jsonb)
+returns double precision
+language plpgsql
+immutable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_problem text;
+begin
+    if p_key = any(array['id', 'job_id', 'step', 'metrics', 'recorded_at'] || regate._metric_columns()) then
+        v_problem := format(
+            'metric %s: "%s" is a column of regate.local_training_metrics; log it in that column, not in metrics',
+            p_key, p_key
+        );
+    else
+        v_problem := regate._metric_value_problem(p_key, p_value);
+    end if;
+    if v_problem is not null then
+        raise exception using
+            errcode = 'RG001',
+            message = 'invalid metrics: ' || v_problem,
+            detail = format('job %s, step %s', p_job_id, p_step);
+    end if;
+    return regate._jsonb_float8(p_value);
+end;
+$$;
+
+-- regate._metric_value(job, step, key, value): the value of a named metric as a double, or RG001. Plain SQL so
+-- that it inlines into the ingest trigger's queries: ordinary keys and values pass a cheap test, only the rest
+-- meets the exact rules of regate._checked_metric.
+create or replace function regate._metric_value(p_job_id uuid, p_step bigint, p_key text, p_value jsonb)
+returns double precision
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select case
+        when
+            btrim(p_key) <> ''
+            and p_key <> all(array['id', 'job_id', 'step', 'metrics', 'recorded_at'] || regate._metric_columns())
+            and case jsonb_typeof(p_value)
+                when 'number' then abs(p_value::numeric) between 1e-300 and 1e300 or p_value::numeric = 0
+                when 'string' then p_value #>> '{}' in ('NaN', 'Infinity', '-Infinity')
+                else false
+            end
+            then regate._jsonb_float8(p_value)
+        else regate._checked_metric(p_job_id, p_step, p_key, p_value)
+    end
+$$;
+
 -- Trigger function (after insert, per statement): refuse bad metrics (RG001) and metrics of completed jobs
--- (RG002), then fold the new rows into regate._metric_latest. The jobs are locked FOR SHARE, in id order: a
+-- (RG002), then add the new rows' latest values to regate._metric_candidates. The jobs are locked FOR SHARE,
+-- in id order: a
 -- concurrent completion waits for this insert to commit (and then validates with its rows), or this insert
 -- waits for the completion and is refused; a verdict never goes silently stale.
 create or replace function regate._metrics_after_insert()
@@ -107,43 +162,8 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_bad record;
     v_job record;
 begin
-    -- A cheap inline test passes ordinary keys and values; only the rest meets the exact (and slower) rules.
-    select n.job_id, n.step, e.key, p.problem
-    into v_bad
-    from new_rows as n
-    cross join lateral jsonb_each(n.metrics) as e
-    cross join lateral (
-        select case
-            when e.key = any(array['id', 'job_id', 'step', 'metrics', 'recorded_at'] || regate._metric_columns())
-                then format(
-                    'metric %s: "%s" is a column of regate.local_training_metrics; log it in that column, '
-                    'not in metrics', e.key, e.key
-                )
-            else regate._metric_value_problem(e.key, e.value)
-        end as problem
-    ) as p
-    where
-        not (
-            btrim(e.key) <> ''
-            and case jsonb_typeof(e.value)
-                when 'number' then abs(e.value::numeric) between 1e-300 and 1e300 or e.value::numeric = 0
-                when 'string' then e.value #>> '{}' in ('NaN', 'Infinity', '-Infinity')
-                else false
-            end
-            and e.key <> all(array['id', 'job_id', 'step', 'metrics', 'recorded_at'] || regate._metric_columns())
-        )
-        and p.problem is not null
-    limit 1;
-    if found then
-        raise exception using
-            errcode = 'RG001',
-            message = 'invalid metrics: ' || v_bad.problem,
-            detail = format('job %s, step %s', v_bad.job_id, v_bad.step);
-    end if;
-
     for v_job in
         select j.id, j.status
         from regate.local_training_jobs as j
@@ -159,11 +179,37 @@ begin
         end if;
     end loop;
 
-    -- The latest value of each (job, metric) among the new rows, without sorting every (row, metric) pair:
-    -- first the highest step of each (job, metric) (hash aggregates), then, among the few rows at that step,
-    -- the highest id that carries the metric. Rows are written in (job, metric) order: concurrent inserts
-    -- lock _metric_latest rows in one global order.
-    insert into regate._metric_latest as l (job_id, metric_name, value, step, metric_id)
+    -- A few rows (a trainer logging as it goes): every value is a candidate, no aggregation needed.
+    if (select count(*) from (select from new_rows limit 9) as s) <= 8 then
+        insert into regate._metric_candidates (job_id, metric_name, value, step, metric_id)
+        select
+            n.job_id,
+            v.metric_name,
+            v.value,
+            n.step,
+            n.id
+        from new_rows as n
+        cross join lateral (
+            values
+            ('epoch', n.epoch),
+            ('train_loss', n.train_loss),
+            ('eval_loss', n.eval_loss),
+            ('perplexity', n.perplexity),
+            ('learning_rate', n.learning_rate),
+            ('grad_norm', n.grad_norm)
+            union all
+            select
+                e.key,
+                regate._metric_value(n.job_id, n.step, e.key, e.value)
+            from jsonb_each(n.metrics) as e
+        ) as v (metric_name, value)
+        where v.value is not null;
+        return null;
+    end if;
+    -- A batch: only each (job, metric)'s latest value among the new rows, without sorting every (row, metric)
+    -- pair: first the highest step of each (job, metric) (hash aggregates), then, among the few rows at that
+    -- step, the highest id that carries the metric. Inserted, never updated: no row locks, no deadlocks.
+    insert into regate._metric_candidates (job_id, metric_name, value, step, metric_id)
     select distinct on (c.job_id, c.metric_name)
         c.job_id,
         c.metric_name,
@@ -191,7 +237,9 @@ begin
                 e.key as metric_name,
                 max(n.step) as step
             from new_rows as n
-            cross join lateral jsonb_object_keys(n.metrics) as e (key)
+            cross join lateral jsonb_each(n.metrics) as e
+            -- every value passes the rules here (RG001), whether or not it ends up a candidate
+            where regate._metric_value(n.job_id, n.step, e.key, e.value) is not null
             group by n.job_id, e.key
             union all
             select
@@ -214,10 +262,7 @@ begin
         inner join new_rows as n on k.job_id = n.job_id and k.step = n.step
     ) as c
     where c.value is not null
-    order by c.job_id asc, c.metric_name asc, c.id desc
-    on conflict (job_id, metric_name) do update
-        set value = excluded.value, step = excluded.step, metric_id = excluded.metric_id
-        where (excluded.step, excluded.metric_id) > (l.step, l.metric_id);
+    order by c.job_id asc, c.metric_name asc, c.id desc;
     return null;
 end;
 $$;
@@ -274,6 +319,25 @@ create trigger _100_no_truncate
 before truncate on regate.local_training_metrics
 for each statement execute function regate._refuse_truncate('RG003');
 
+-- Trigger function (after delete of a job): remove its candidates (_metric_candidates has no foreign key, which
+-- would cost a check per candidate on the ingest path).
+create or replace function regate._jobs_forget_candidates()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    delete from regate._metric_candidates as c where c.job_id = old.id;
+    return null;
+end;
+$$;
+
+drop trigger if exists _900_forget_candidates on regate.local_training_jobs;
+create trigger _900_forget_candidates
+after delete on regate.local_training_jobs
+for each row execute function regate._jobs_forget_candidates();
+
 -- regate._final_metrics(job_id): the job's final metrics (name -> value, as in extract_final_metrics) and the
 -- step each came from (name -> step); NULLs when the job logged nothing. Index lookups only.
 create or replace function regate._final_metrics(p_job_id uuid, out metrics jsonb, out steps jsonb)
@@ -283,11 +347,41 @@ security definer
 set search_path = pg_catalog, pg_temp
 set extra_float_digits = 3
 as $$
+    -- A skip scan over the job's metric names (one index lookup each), then the newest candidate per name.
+    with recursive names as (
+        (
+            select c.metric_name
+            from regate._metric_candidates as c
+            where c.job_id = p_job_id
+            order by c.metric_name
+            limit 1
+        )
+        union all
+        select (
+            select c.metric_name
+            from regate._metric_candidates as c
+            where c.job_id = p_job_id and c.metric_name > n.metric_name
+            order by c.metric_name
+            limit 1
+        )
+        from names as n
+        where n.metric_name is not null
+    )
+
     select
-        jsonb_object_agg(l.metric_name, regate._float8_jsonb(l.value)),
-        jsonb_object_agg(l.metric_name, l.step)
-    from regate._metric_latest as l
-    where l.job_id = p_job_id
+        jsonb_object_agg(n.metric_name, regate._float8_jsonb(l.value)),
+        jsonb_object_agg(n.metric_name, l.step)
+    from names as n
+    cross join lateral (
+        select
+            c.value,
+            c.step
+        from regate._metric_candidates as c
+        where c.job_id = p_job_id and c.metric_name = n.metric_name
+        order by c.step desc, c.metric_id desc
+        limit 1
+    ) as l
+    where n.metric_name is not null
 $$;
 
 -- regate.extract_final_metrics(job_id uuid) returns jsonb: every metric of the job (fixed columns under their
