@@ -135,7 +135,9 @@ def candidates_plan(conn: Conn, jobs: list[uuid.UUID], step: int) -> None:
     """EXPLAIN ANALYZE the ingest trigger's insert into regate._metric_candidates over a 100k-row batch, with a temp
     table standing in for the transition table. Best effort: skipped when the trigger's text changed shape."""
     source = conn.execute("select prosrc from pg_proc where oid = 'regate._metrics_after_insert'::regproc").fetchone()
-    match = re.search(r"(insert into regate\._metric_candidates.*?);", source[0] if source else "", re.S)
+    # The last insert of the trigger is its batch path (the first serves statements of a few rows).
+    matches = list(re.finditer(r"(insert into regate\._metric_candidates.*?);", source[0] if source else "", re.S))
+    match = matches[-1] if matches else None
     if not match:
         print("  (plan skipped: no 'insert into regate._metric_candidates' statement in the trigger)")
         return

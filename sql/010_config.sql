@@ -136,18 +136,21 @@ $$;
 -- not turned it off with SET regate.enabled = off (honoured for admins only; anyone else's setting is ignored).
 create or replace function regate._gates_on()
 returns boolean
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-    select coalesce(
+-- PL/pgSQL, not SQL: it runs on every completion, and PostgreSQL before 18 re-plans a SQL function per call.
+begin
+    return coalesce(
         (select e.enabled from regate.gate_switch_events as e order by e.id desc limit 1), true
     )
     and not (
         lower(coalesce(pg_catalog.current_setting('regate.enabled', true), 'on')) in ('off', 'false', '0', 'no')
         and regate._is_gate_admin()
-    )
+    );
+end;
 $$;
 
 -- regate.gate_status(): the global switch: enabled, and who changed it when and why (NULLs if never).

@@ -341,12 +341,14 @@ for each row execute function regate._jobs_forget_candidates();
 -- regate._final_metrics(job_id): the job's final metrics (name -> value, as in extract_final_metrics) and the
 -- step each came from (name -> step); NULLs when the job logged nothing. Index lookups only.
 create or replace function regate._final_metrics(p_job_id uuid, out metrics jsonb, out steps jsonb)
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 set extra_float_digits = 3
 as $$
+-- PL/pgSQL, not SQL: it runs on every completion, and PostgreSQL before 18 re-plans a SQL function per call.
+begin
     -- A skip scan over the job's metric names (one index lookup each), then the newest candidate per name.
     with recursive names as (
         (
@@ -382,6 +384,8 @@ as $$
         limit 1
     ) as l
     where n.metric_name is not null
+    into metrics, steps;
+end;
 $$;
 
 -- regate.extract_final_metrics(job_id uuid) returns jsonb: every metric of the job (fixed columns under their
