@@ -96,6 +96,30 @@ as $$
     select array['epoch', 'train_loss', 'eval_loss', 'perplexity', 'learning_rate', 'grad_norm']
 $$;
 
+-- regate._column_metrics(row): the fixed metric columns of a metric row that are not NULL, as (name, value).
+-- Plain SQL, so that it inlines into the ingest trigger's queries.
+create or replace function regate._column_metrics(p_row regate.local_training_metrics)
+returns table (metric_name text, value double precision)
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select
+        v.metric_name,
+        v.value
+    from (
+        values
+        ('epoch', p_row.epoch),
+        ('train_loss', p_row.train_loss),
+        ('eval_loss', p_row.eval_loss),
+        ('perplexity', p_row.perplexity),
+        ('learning_rate', p_row.learning_rate),
+        ('grad_norm', p_row.grad_norm)
+    ) as v (metric_name, value)
+    where v.value is not null
+$$;
+
 -- regate._checked_metric(job, step, key, value): the value of a named metric as a double; raises RG001 naming
 -- the key and the rule when the key or the value is not acceptable. The slow path of regate._metric_value.
 create or replace function regate._checked_metric(p_job_id uuid, p_step bigint, p_key text, p_value jsonb)
@@ -190,13 +214,10 @@ begin
             n.id
         from new_rows as n
         cross join lateral (
-            values
-            ('epoch', n.epoch),
-            ('train_loss', n.train_loss),
-            ('eval_loss', n.eval_loss),
-            ('perplexity', n.perplexity),
-            ('learning_rate', n.learning_rate),
-            ('grad_norm', n.grad_norm)
+            select
+                f.metric_name,
+                f.value
+            from regate._column_metrics(n) as f
             union all
             select
                 e.key,
@@ -247,16 +268,7 @@ begin
                 f.metric_name,
                 max(n.step) as step
             from new_rows as n
-            cross join lateral (
-                values
-                ('epoch', n.epoch),
-                ('train_loss', n.train_loss),
-                ('eval_loss', n.eval_loss),
-                ('perplexity', n.perplexity),
-                ('learning_rate', n.learning_rate),
-                ('grad_norm', n.grad_norm)
-            ) as f (metric_name, value)
-            where f.value is not null
+            cross join lateral regate._column_metrics(n) as f
             group by n.job_id, f.metric_name
         ) as k
         inner join new_rows as n on k.job_id = n.job_id and k.step = n.step
