@@ -106,6 +106,20 @@ class VerdictTamperingError(GateError):
     sqlstate = "RG009"
 
 
+class UntrustedTriggerError(GateError):
+    """RG010: a trigger regate-db did not install sits on a table the gate writes (or a regate-db trigger
+    function fired where regate-db did not attach it): the gate refuses to run."""
+
+    sqlstate = "RG010"
+
+
+class FrozenJobError(GateError):
+    """RG011: a job's owner changed, or a completed job's model, version or config changed or it left
+    completed, by someone who is not a regate admin."""
+
+    sqlstate = "RG011"
+
+
 SQLSTATE_ERRORS: dict[str, type[GateError]] = {
     cls.sqlstate: cls
     for cls in (
@@ -118,6 +132,8 @@ SQLSTATE_ERRORS: dict[str, type[GateError]] = {
         DirectionUnknownError,
         JobNotFoundError,
         VerdictTamperingError,
+        UntrustedTriggerError,
+        FrozenJobError,
     )
 }
 

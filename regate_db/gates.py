@@ -1,8 +1,8 @@
 """The global kill switch of the regression gate, from Python.
 
 Thin typed wrappers over ``regate.disable_gates(reason)``, ``regate.enable_gates(reason)`` and
-``regate.gate_status()`` (see docs/sql-reference.md). Only a superuser or a member of the role that owns schema
-``regate`` may flip the switch; anyone with ``usage`` on the schema may read it. Every failure a user can cause
+``regate.gate_status()`` (see docs/sql-reference.md). Only a regate admin (a member of ``regate_admin``, a member of
+the role that owns schema ``regate``, or a superuser) may flip the switch; every regate role may read it. Every failure a user can cause
 ends as a :class:`~regate_db.errors.RegateError` with a one-line message. The functions run in the caller's
 transaction: use an autocommit connection, or commit.
 """
@@ -75,6 +75,11 @@ def _translate(conn: psycopg.Connection[Any], exc: psycopg.Error, action: str) -
         if primary.startswith("permission denied for schema"):
             return GatePermissionError(
                 f"{primary}: role {conn.info.user} cannot {action}; ask an admin to grant usage on schema regate"
+            )
+        if primary.startswith("permission denied for function"):
+            return GatePermissionError(
+                f"permission denied: only a regate admin (a member of regate_admin, a member of the owner of schema"
+                f" regate, or a superuser) may {action} (connected as {conn.info.user})"
             )
         return GatePermissionError(f"{primary} (connected as {conn.info.user})")
     if isinstance(exc, pg_errors.InvalidParameterValue):

@@ -1,9 +1,13 @@
 """The migration runner: the only code of regate-db that executes DDL.
 
 * Versioned files (``migrations/NNNN_*.sql``) run once each, in order, each in its own transaction together
-  with its row in ``regate.schema_migrations``; an edited applied file is refused (drift).
+  with its row in ``regate_internal.schema_migrations``; an edited applied file is refused (drift).
 * Repeatable files (``sql/NNN_*.sql``) are re-applied, all of them in name order and in one transaction,
-  whenever any of them changed or the schema version moved; ``regate.schema_repeatables`` records them.
+  whenever any of them changed or the schema version moved; ``regate_internal.schema_repeatables`` records them.
+  The bookkeeping lives in schema ``regate_internal``, which nobody but its owner may use (regate-db 0.1.0 kept
+  it in ``regate``: the first run of a newer regate-db moves it).
+* With ``owner``, every transaction runs as that role (``SET LOCAL ROLE``), so that everything regate-db creates
+  is owned by it, e.g. a dedicated NOLOGIN ``regate_owner`` on managed PostgreSQL (docs/security.md).
 * Every transaction first takes a transaction-level advisory lock, so concurrent runs serialise (also behind a
   transaction-pooling proxy) and a waiting run finds the winner's rows and applies nothing.
 """
@@ -18,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import psycopg.sql
 
 from regate_db.errors import DriftError, MigrationError, UnsupportedServerError
 from regate_db.resources import Source, SqlFile, default_source
@@ -32,7 +37,22 @@ MIGRATION_LOCK_TIMEOUT = "10s"
 
 BOOTSTRAP_SQL = """
 create schema if not exists regate;
-create table if not exists regate.schema_migrations (
+create schema if not exists regate_internal;
+revoke all on schema regate_internal from public;
+do $$
+begin
+    -- regate-db 0.1.0 kept its bookkeeping in schema regate, within reach of broad grants on it.
+    if to_regclass('regate.schema_migrations') is not null
+        and to_regclass('regate_internal.schema_migrations') is null then
+        alter table regate.schema_migrations set schema regate_internal;
+    end if;
+    if to_regclass('regate.schema_repeatables') is not null
+        and to_regclass('regate_internal.schema_repeatables') is null then
+        alter table regate.schema_repeatables set schema regate_internal;
+    end if;
+end
+$$;
+create table if not exists regate_internal.schema_migrations (
     version text primary key,
     filename text not null,
     sha256 text not null,
@@ -40,7 +60,7 @@ create table if not exists regate.schema_migrations (
     applied_by text not null default current_user,
     duration_ms double precision not null
 );
-create table if not exists regate.schema_repeatables (
+create table if not exists regate_internal.schema_repeatables (
     filename text primary key,
     sha256 text not null,
     schema_version text,
@@ -146,26 +166,38 @@ def _read_state(
     conn: psycopg.Connection[Any],
 ) -> tuple[bool, list[AppliedMigration], dict[str, tuple[str, str | None]]]:
     row = conn.execute(
-        "select to_regclass('regate.schema_migrations') is not null,"
-        " to_regclass('regate.schema_repeatables') is not null"
+        "select coalesce(to_regclass('regate_internal.schema_migrations'), to_regclass('regate.schema_migrations')),"
+        " coalesce(to_regclass('regate_internal.schema_repeatables'), to_regclass('regate.schema_repeatables'))"
     ).fetchone()
     assert row is not None
-    if not row[0]:
+    if row[0] is None:
         return False, [], {}
+    migrations, repeatables_table = _qualified(conn, row[0]), row[1] and _qualified(conn, row[1])
     applied = [
         AppliedMigration(*r)
         for r in conn.execute(
             "select version, filename, sha256, applied_at, applied_by, duration_ms"
-            " from regate.schema_migrations order by version"
+            f" from {migrations} order by version"
         ).fetchall()
     ]
     repeatables: dict[str, tuple[str, str | None]] = {}
-    if row[1]:
+    if repeatables_table:
         for name, sha, schema_version in conn.execute(
-            "select filename, sha256, schema_version from regate.schema_repeatables"
+            f"select filename, sha256, schema_version from {repeatables_table}"
         ).fetchall():
             repeatables[name] = (sha, schema_version)
     return True, applied, repeatables
+
+
+def _qualified(conn: psycopg.Connection[Any], regclass: Any) -> str:
+    """A table name as found by to_regclass, schema-qualified and quoted (the bookkeeping tables' two homes)."""
+    row = conn.execute(
+        "select quote_ident(n.nspname) || '.' || quote_ident(c.relname) from pg_class as c"
+        " join pg_namespace as n on n.oid = c.relnamespace where c.oid = %s::regclass",
+        (str(regclass),),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def _check_target(target: str | None, versioned: list[SqlFile], applied: list[AppliedMigration]) -> str | None:
@@ -234,9 +266,12 @@ def make_plan(conn: psycopg.Connection[Any], source: Source | None = None, targe
     )
 
 
-def _lock(conn: psycopg.Connection[Any]) -> None:
-    """Serialise with every other run (for the current transaction), then bound waits on table locks."""
+def _lock(conn: psycopg.Connection[Any], owner: str | None = None) -> None:
+    """Serialise with every other run (for the current transaction), then bound waits on table locks; with
+    ``owner``, act as that role for the rest of the transaction."""
     conn.execute("select pg_catalog.pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+    if owner:
+        conn.execute(psycopg.sql.SQL("set local role {}").format(psycopg.sql.Identifier(owner)))
     timeout = os.environ.get("REGATE_MIGRATE_LOCK_TIMEOUT") or MIGRATION_LOCK_TIMEOUT
     conn.execute("select pg_catalog.set_config('lock_timeout', %s, true)", (timeout,))
 
@@ -262,12 +297,16 @@ def migrate(
     target: str | None = None,
     dry_run: bool = False,
     report: Reporter = _noop,
+    owner: str | None = None,
+    strict: bool = False,
 ) -> MigrateResult:
     """Bring the database's regate schema up to date (or up to ``target``).
 
     ``conn`` must not be in a transaction; each step commits on its own. Raises :class:`DriftError` when an
     applied file was edited (nothing is changed), :class:`MigrationError` when a file fails (that file's
-    transaction is rolled back; what was applied before stays).
+    transaction is rolled back; what was applied before stays). With ``owner`` every step runs as that role.
+    A schema owned by a superuser is reported as a warning, and refused with ``strict`` (nothing is changed).
+    Server warnings (e.g. a role that could not be created) are passed to ``report``.
     """
     source = source or default_source()
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -275,19 +314,59 @@ def migrate(
     plan = make_plan(conn, source, target)
     if plan.drift:
         raise DriftError("; ".join(d.describe() for d in plan.drift) + " (nothing was changed)")
+    problem = owner_problem(conn, owner)
+    if problem and strict:
+        raise MigrationError(problem + " (--strict: nothing was changed)")
+    if problem:
+        report("WARNING: " + problem)
     result = MigrateResult(plan)
     if dry_run:
         return result
 
+    def forward(diag: psycopg.errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING":
+            report(f"WARNING: {diag.message_primary}" + (f" ({diag.message_hint})" if diag.message_hint else ""))
+
+    conn.add_notice_handler(forward)
+    try:
+        _apply(conn, plan, result, owner, report)
+    finally:
+        conn.remove_notice_handler(forward)
+    return result
+
+
+def owner_problem(conn: psycopg.Connection[Any], owner: str | None = None) -> str | None:
+    """Why the owner of schema regate (or, before the first migrate, the role that would become it) is unsafe, or
+    None: a superuser owner makes every SECURITY DEFINER function of regate-db run as a superuser."""
+    row = conn.execute(
+        "select r.rolname, r.rolsuper from pg_catalog.pg_roles as r where r.oid = coalesce("
+        " (select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'regate'),"
+        " (select x.oid from pg_catalog.pg_roles as x where x.rolname = coalesce(%s, current_user)))",
+        (owner,),
+    ).fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    if row is None or not row[1]:
+        return None
+    return (
+        f"schema regate is owned by superuser {row[0]}: regate-db's SECURITY DEFINER functions run as that "
+        "superuser. Install as a dedicated NOLOGIN owner instead (create role regate_owner nologin; grant "
+        "create on database to it; regate-db migrate --owner regate_owner; see docs/security.md)"
+    )
+
+
+def _apply(
+    conn: psycopg.Connection[Any], plan: Plan, result: MigrateResult, owner: str | None, report: Reporter
+) -> None:
     with conn.transaction():
-        _lock(conn)
+        _lock(conn, owner)
         conn.execute(BOOTSTRAP_SQL.encode())
 
     for f in plan.pending:
         with conn.transaction():
-            _lock(conn)
+            _lock(conn, owner)
             row = conn.execute(
-                "select sha256 from regate.schema_migrations where version = %s", (f.version,)
+                "select sha256 from regate_internal.schema_migrations where version = %s", (f.version,)
             ).fetchone()
             if row is not None:  # another run applied it while we waited for the lock
                 if row[0] != f.sha256:
@@ -300,7 +379,8 @@ def migrate(
             report(f"applying {f.filename} ...")
             ms = _run_sql(conn, f)
             conn.execute(
-                "insert into regate.schema_migrations (version, filename, sha256, duration_ms) values (%s, %s, %s, %s)",
+                "insert into regate_internal.schema_migrations (version, filename, sha256, duration_ms)"
+                " values (%s, %s, %s, %s)",
                 (f.version, f.filename, f.sha256, ms),
             )
         result.applied.append(f.filename)
@@ -309,23 +389,22 @@ def migrate(
     if not plan.reaches_latest:
         if plan.repeatables:
             report(f"repeatable files not applied: --target {plan.target} stops before the latest version")
-        return result
+        return
     with conn.transaction():
-        _lock(conn)
+        _lock(conn, owner)
         # Re-read under the lock: a concurrent run may have re-applied them already.
         _, applied, recorded = _read_state(conn)
         _, stale, _ = _compare([], plan.repeatables, applied, recorded, None)
         schema_version = applied[-1].version if applied else None
         if plan.repeatables and stale:
             report(f"applying {len(plan.repeatables)} repeatable files ...")
-            conn.execute("delete from regate.schema_repeatables")
+            conn.execute("delete from regate_internal.schema_repeatables")
             for f in plan.repeatables:
                 ms = _run_sql(conn, f)
                 conn.execute(
-                    "insert into regate.schema_repeatables (filename, sha256, schema_version, duration_ms)"
+                    "insert into regate_internal.schema_repeatables (filename, sha256, schema_version, duration_ms)"
                     " values (%s, %s, %s, %s)",
                     (f.filename, f.sha256, schema_version, ms),
                 )
                 report(f"applied {f.filename} in {ms:.0f} ms")
             result.repeatables_applied = True
-    return result

@@ -595,7 +595,6 @@ def test_any_other_keys_and_well_typed_gate_keys_are_accepted(db: psycopg.Connec
                 "requireBaselines": True,
                 "metricsToValidate": ["eval_loss", "accuracy"],
                 "failOpen": False,
-                "notes": "other keys in here are fine too",
             },
         },
         gate(metricsToValidate=None),
@@ -609,6 +608,31 @@ def test_any_other_keys_and_well_typed_gate_keys_are_accepted(db: psycopg.Connec
     assert sorted(json.dumps(c, sort_keys=True) for (c,) in stored) == sorted(
         json.dumps(c, sort_keys=True) for c in [*configs, configs[2]]
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ({"blockOnCriticalFailure": True}, "config.blockOnCriticalFailure is not a gate key: did you mean "
+         "blockOnCriticalFailures?"),
+        ({"BlockOnCriticalFailures": True}, "did you mean blockOnCriticalFailures?"),
+        ({"enableRegresionGates": False}, "did you mean enableRegressionGates?"),
+        ({"enableRegressionGatess": False}, "did you mean enableRegressionGates?"),
+        ({"regresionGateConfig": {}}, "did you mean regressionGateConfig?"),
+        ({"regressionGateConfig": {"failopen": True}}, "config.regressionGateConfig.failopen is not a gate key: "
+         "did you mean failOpen?"),
+        ({"regressionGateConfig": {"requireBaseline": True}}, "did you mean requireBaselines?"),
+        ({"regressionGateConfig": {"notes": "x"}}, "config.regressionGateConfig.notes is not a gate key (known: "),
+    ],
+)
+def test_a_misspelt_gate_key_is_refused_with_a_suggestion(
+    db: psycopg.Connection[Any], config: dict[str, Any], problem: str
+) -> None:
+    """Silence is the enemy of a gate: a typo in a gate key must never look like a pass."""
+    with pytest.raises(psycopg.Error) as err:
+        db.execute(INSERT_JOB, [MODEL, Jsonb(config)])
+    assert err.value.sqlstate == "RG005"
+    assert problem in str(err.value)
 
 
 def effective(db: psycopg.Connection[Any], config: dict[str, Any]) -> dict[str, Any]:

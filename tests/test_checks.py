@@ -2,7 +2,7 @@
 arithmetic where PostgreSQL's float8 operators would raise, and the sentence a person reads.
 
 The centrepiece is a differential test: hypothesis draws inputs MLflow's MetricThreshold accepts, and
-regate._evaluate_check must fail exactly the criteria that MLflow's own `_validate` fails. A second property test
+regate_internal._evaluate_check must fail exactly the criteria that MLflow's own `_validate` fails. A second property test
 covers what MLflow does not accept (negative changes = tolerated regressions, NaN, infinities, NULL) against a
 reference written from the issue, in Python floats (IEEE 754, like MLflow).
 """
@@ -30,7 +30,7 @@ from regate_db.migrate import migrate
 Conn = psycopg.Connection[Any]
 Result = tuple[str, list[str], float | None]
 
-EVAL = "select outcome, failed_criteria, relative_change from regate._evaluate_check(%s, %s, %s, %s, %s, %s)"
+EVAL = "select outcome, failed_criteria, relative_change from regate_internal._evaluate_check(%s, %s, %s, %s, %s, %s)"
 CRITERIA = ("threshold", "min_absolute_change", "min_relative_change")
 # What MLflow's _MetricValidationResult.__str__ says for each failed criterion.
 MLFLOW_PHRASES = {
@@ -48,7 +48,7 @@ HUGE_NEXT = math.nextafter(1e308, INF)
 
 @pytest.fixture(scope="module")
 def shared_db(pg_server: Any) -> Iterator[Conn]:
-    """One migrated database for the read-only tests of this module (regate._evaluate_check touches no table):
+    """One migrated database for the read-only tests of this module (regate_internal._evaluate_check touches no table):
     a fresh clone per parametrized case costs more than the case itself on a disk-backed server."""
     name = f"regate_checks_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server.dsn(), autocommit=True) as admin:
@@ -487,7 +487,7 @@ def test_no_finite_input_raises(shared_db: Conn, criterion: str) -> None:
         "select e.outcome, e.failed_criteria, e.relative_change"
         " from unnest(%s::float8[], %s::float8[], %s::boolean[], %s::float8[], %s::float8[], %s::float8[])"
         " with ordinality as u (c, b, gib, t, m, r, n)"
-        " cross join lateral regate._evaluate_check(u.c, u.b, u.gib, u.t, u.m, u.r) as e"
+        " cross join lateral regate_internal._evaluate_check(u.c, u.b, u.gib, u.t, u.m, u.r) as e"
         " order by u.n",
         [list(column) for column in zip(*rows, strict=True)],
     ).fetchall()

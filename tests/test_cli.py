@@ -92,7 +92,7 @@ def test_status_exit_code_reports_pending(empty_db: str, cli_env: dict[str, str]
 
 def test_status_shows_drift(db_dsn: str, cli_env: dict[str, str], regate_cmd: list[str]) -> None:
     with psycopg.connect(db_dsn, autocommit=True) as conn:
-        conn.execute("update regate.schema_migrations set sha256 = repeat('0', 64) where version = '0001'")
+        conn.execute("update regate_internal.schema_migrations set sha256 = repeat('0', 64) where version = '0001'")
     proc = run(regate_cmd, cli_env, "--dsn", db_dsn, "status", "--exit-code")
     assert proc.returncode == 1
     assert "0001_init.sql changed after it was applied: recorded sha256 " + "0" * 64 in proc.stdout

@@ -40,7 +40,7 @@ def test_demo_passes_the_good_run_fails_then_blocks_the_regressed_one(
     first = run(regate_cmd, cli_env, "--dsn", empty_db, "demo")
     assert first.returncode == 0, first.stderr
     out = first.stdout
-    assert "schema regate 0002 installed in" in out
+    assert "schema regate 0003 installed in" in out
     assert verdicts(out) == [
         ("good run", "passed"),
         ("regressed run", "failed"),  # warn-only: recorded, not blocked
@@ -65,7 +65,7 @@ def test_demo_passes_the_good_run_fails_then_blocks_the_regressed_one(
 
     second = run(regate_cmd, cli_env, "--dsn", empty_db, "demo")
     assert second.returncode == 0, second.stderr
-    assert "schema regate 0002 up to date in" in second.stdout
+    assert "schema regate 0003 up to date in" in second.stdout
     assert verdicts(second.stdout) == verdicts(out)
     assert not set(job_ids(out)) & set(job_ids(second.stdout)), "a rerun must use fresh job ids"
 
@@ -199,14 +199,14 @@ def test_non_admin_gets_one_clear_line(
         " ask an admin to grant usage on schema regate\n"
     )
 
-    db.execute(f"grant usage on schema regate to {name}")
+    db.execute("select regate.grant_usage(%s, 'reader')", (name,))
     for state in ("off", "on"):
         args = ["gates", state, "--reason", "let my model through"]
         proc = run(regate_cmd, cli_env, "--dsn", dsn, *args)
         assert proc.returncode == 2
         assert proc.stderr == (
-            f"error: permission denied: only a superuser or the owner of schema regate may switch the gates {state}"
-            f" (connected as {name})\n"
+            "error: permission denied: only a regate admin (a member of regate_admin, a member of the owner of schema"
+            f" regate, or a superuser) may switch the gates {state} (connected as {name})\n"
         )
     status = run(regate_cmd, cli_env, "--dsn", dsn, "gates", "status")  # reading the switch is allowed
     assert status.returncode == 0, status.stderr
@@ -236,7 +236,7 @@ def test_gates_python_api(db: psycopg.Connection[Any], login_role: tuple[str, st
     assert gates.enable_gates(db).changed is False
 
     name, dsn = login_role
-    db.execute(f"grant usage on schema regate to {name}")
+    db.execute("select regate.grant_usage(%s, 'reader')", (name,))
     with psycopg.connect(dsn, autocommit=True) as other:
         with pytest.raises(gates.GatePermissionError, match="may switch the gates off"):
             gates.disable_gates(other, "nope")

@@ -62,10 +62,10 @@ def message(err: psycopg.Error) -> str:
 
 
 def count_rows(db: psycopg.Connection[Any], job: uuid.UUID | None = None) -> tuple[int, int]:
-    """(metric rows, regate._metric_candidates rows), of one job or of all."""
+    """(metric rows, regate_internal._metric_candidates rows), of one job or of all."""
     row = db.execute(
         "select (select count(*) from regate.local_training_metrics where %(j)s::uuid is null or job_id = %(j)s),"
-        " (select count(*) from regate._metric_candidates where %(j)s::uuid is null or job_id = %(j)s)",
+        " (select count(*) from regate_internal._metric_candidates where %(j)s::uuid is null or job_id = %(j)s)",
         {"j": job},
     ).fetchone()
     assert row is not None
@@ -269,7 +269,7 @@ def test_metric_rows_cannot_be_updated_deleted_or_truncated(db: psycopg.Connecti
         assert "delete" in message(err)
     err = refused(db, "RG003", "truncate regate.local_training_metrics")
     assert "append-only" in message(err)
-    refused(db, "RG003", "truncate regate.local_training_jobs cascade")
+    refused(db, "42501", "truncate regate.local_training_jobs cascade")  # jobs cannot be truncated either
 
     assert db.execute("select * from regate.local_training_metrics order by id").fetchall() == before
     assert final(db, job) == {"accuracy": 0.6, "train_loss": 1.5}

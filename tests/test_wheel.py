@@ -57,7 +57,7 @@ def test_wheel_installs_and_migrates_from_its_own_files(tmp_path: Path, empty_db
     assert proc.returncode == 0, proc.stderr
     assert "done: schema version" in proc.stdout
     with psycopg.connect(empty_db) as conn:
-        rows = conn.execute("select filename, sha256 from regate.schema_migrations order by 1").fetchall()
+        rows = conn.execute("select filename, sha256 from regate_internal.schema_migrations order by 1").fetchall()
     assert rows == [(f.filename, f.sha256) for f in source.versioned()]
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import regate_db.resources as r; print(r.default_source().migrations)"],

@@ -1,47 +1,14 @@
--- Metrics: what a metric value may be, the ingest trigger that feeds regate._metric_candidates, append-only rows,
--- and the final metrics of a job.
+-- Metrics: what a metric key and value may be, the ingest trigger that refuses bad metrics and feeds
+-- regate_internal._metric_candidates, and the final metrics of a job.
 --
 -- Error codes raised here (see docs/sql-reference.md):
 --   RG001  a metric key or value is not acceptable
 --   RG002  metrics logged for a job that is already completed
---   RG003  metric rows are append-only
 
--- regate._float8_jsonb(value): a double as JSON: a number, or the string "NaN", "Infinity" or "-Infinity"
--- (JSON has no literal for them). Stable, not immutable: the text of a double follows extra_float_digits,
--- which callers pin to 3 (bit-exact).
-create or replace function regate._float8_jsonb(p_value double precision)
-returns jsonb
-language sql
-stable
-parallel safe
-security invoker
-as $$
-    select case
-        when p_value = 'NaN'::float8 then '"NaN"'::jsonb
-        when p_value = 'Infinity'::float8 then '"Infinity"'::jsonb
-        when p_value = '-Infinity'::float8 then '"-Infinity"'::jsonb
-        else to_jsonb(p_value)
-    end
-$$;
-
--- regate._jsonb_float8(value): the inverse of _float8_jsonb for an accepted metric value; NULL for NULL.
-create or replace function regate._jsonb_float8(p_value jsonb)
-returns double precision
-language sql
-immutable
-parallel safe
-security invoker
-as $$
-    select case jsonb_typeof(p_value)
-        when 'number' then p_value::float8
-        when 'string' then (p_value #>> '{}')::float8
-    end
-$$;
-
--- regate._metric_value_problem(key, value): NULL when (key, value) is an acceptable named metric, else a
+-- regate_internal._metric_value_problem(key, value): NULL when (key, value) is an acceptable named metric, else a
 -- sentence naming the key and the rule. Accepted: a non-empty key, and a number that fits a double, or one of
 -- the strings "NaN", "Infinity", "-Infinity".
-create or replace function regate._metric_value_problem(p_key text, p_value jsonb)
+create or replace function regate_internal._metric_value_problem(p_key text, p_value jsonb)
 returns text
 language plpgsql
 immutable
@@ -86,7 +53,7 @@ end;
 $$;
 
 -- The fixed metric columns of local_training_metrics, in the order final metrics list them.
-create or replace function regate._metric_columns()
+create or replace function regate_internal._metric_columns()
 returns text[]
 language sql
 immutable
@@ -96,9 +63,22 @@ as $$
     select array['epoch', 'train_loss', 'eval_loss', 'perplexity', 'learning_rate', 'grad_norm']
 $$;
 
--- regate._column_metrics(row): the fixed metric columns of a metric row that are not NULL, as (name, value).
+-- regate_internal._reserved_metric_keys(): the names a key of `metrics` may not take: every column of
+-- local_training_metrics (the metric columns are logged in their own columns). tests/test_rules.py proves the list
+-- equals the table's columns.
+create or replace function regate_internal._reserved_metric_keys()
+returns text []
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select array['id', 'job_id', 'step', 'metrics', 'recorded_at'] || regate_internal._metric_columns()
+$$;
+
+-- regate_internal._column_metrics(row): the fixed metric columns of a metric row that are not NULL, as (name, value).
 -- Plain SQL, so that it inlines into the ingest trigger's queries.
-create or replace function regate._column_metrics(p_row regate.local_training_metrics)
+create or replace function regate_internal._column_metrics(p_row regate.local_training_metrics)
 returns table (metric_name text, value double precision)
 language sql
 immutable
@@ -120,9 +100,9 @@ as $$
     where v.value is not null
 $$;
 
--- regate._checked_metric(job, step, key, value): the value of a named metric as a double; raises RG001 naming
--- the key and the rule when the key or the value is not acceptable. The slow path of regate._metric_value.
-create or replace function regate._checked_metric(p_job_id uuid, p_step bigint, p_key text, p_value jsonb)
+-- regate_internal._checked_metric(job, step, key, value): the value of a named metric as a double; raises RG001 naming
+-- the key and the rule when the key or the value is not acceptable. The slow path of regate_internal._metric_value.
+create or replace function regate_internal._checked_metric(p_job_id uuid, p_step bigint, p_key text, p_value jsonb)
 returns double precision
 language plpgsql
 immutable
@@ -132,13 +112,13 @@ as $$
 declare
     v_problem text;
 begin
-    if p_key = any(array['id', 'job_id', 'step', 'metrics', 'recorded_at'] || regate._metric_columns()) then
+    if p_key = any(regate_internal._reserved_metric_keys()) then
         v_problem := format(
             'metric %s: "%s" is a column of regate.local_training_metrics; log it in that column, not in metrics',
             p_key, p_key
         );
     else
-        v_problem := regate._metric_value_problem(p_key, p_value);
+        v_problem := regate_internal._metric_value_problem(p_key, p_value);
     end if;
     if v_problem is not null then
         raise exception using
@@ -146,14 +126,14 @@ begin
             message = 'invalid metrics: ' || v_problem,
             detail = format('job %s, step %s', p_job_id, p_step);
     end if;
-    return regate._jsonb_float8(p_value);
+    return regate_internal._jsonb_float8(p_value);
 end;
 $$;
 
--- regate._metric_value(job, step, key, value): the value of a named metric as a double, or RG001. Plain SQL so
+-- regate_internal._metric_value(job, step, key, value): the value of a named metric as a double, or RG001. Plain SQL so
 -- that it inlines into the ingest trigger's queries: ordinary keys and values pass a cheap test, only the rest
--- meets the exact rules of regate._checked_metric.
-create or replace function regate._metric_value(p_job_id uuid, p_step bigint, p_key text, p_value jsonb)
+-- meets the exact rules of regate_internal._checked_metric.
+create or replace function regate_internal._metric_value(p_job_id uuid, p_step bigint, p_key text, p_value jsonb)
 returns double precision
 language sql
 immutable
@@ -163,23 +143,25 @@ as $$
     select case
         when
             btrim(p_key) <> ''
-            and p_key <> all(array['id', 'job_id', 'step', 'metrics', 'recorded_at'] || regate._metric_columns())
+            and p_key <> all(regate_internal._reserved_metric_keys())
             and case jsonb_typeof(p_value)
                 when 'number' then abs(p_value::numeric) between 1e-300 and 1e300 or p_value::numeric = 0
                 when 'string' then p_value #>> '{}' in ('NaN', 'Infinity', '-Infinity')
                 else false
             end
-            then regate._jsonb_float8(p_value)
-        else regate._checked_metric(p_job_id, p_step, p_key, p_value)
+            then regate_internal._jsonb_float8(p_value)
+        else regate_internal._checked_metric(p_job_id, p_step, p_key, p_value)
     end
 $$;
 
 -- Trigger function (after insert, per statement): refuse bad metrics (RG001) and metrics of completed jobs
--- (RG002), then add the new rows' latest values to regate._metric_candidates. The jobs are locked FOR SHARE,
--- in id order: a
--- concurrent completion waits for this insert to commit (and then validates with its rows), or this insert
--- waits for the completion and is refused; a verdict never goes silently stale.
-create or replace function regate._metrics_after_insert()
+-- (RG002), then add the new rows' latest values to regate_internal._metric_candidates. The jobs are locked FOR
+-- SHARE, in id order: a concurrent completion waits for this insert to commit (and then validates with its rows),
+-- or this insert waits for the completion and is refused; a verdict never goes silently stale.
+-- SECURITY DEFINER (it writes regate_internal), so it refuses to fire anywhere but where regate-db attached it,
+-- and while a trigger regate-db did not install sits on the table (RG010). Row-level security has already
+-- refused rows of other owners' jobs (WITH CHECK of the insert).
+create or replace function regate_internal._metrics_after_insert()
 returns trigger
 language plpgsql
 security definer
@@ -188,6 +170,15 @@ as $$
 declare
     v_job record;
 begin
+    if tg_relid <> 'regate.local_training_metrics'::regclass or tg_level <> 'STATEMENT' or tg_op <> 'INSERT' then
+        raise exception using errcode = 'RG010', message = format(
+            'regate_internal._metrics_after_insert fires only after insert on regate.local_training_metrics, not on %s',
+            tg_relid::regclass
+        );
+    end if;
+    perform regate_internal._assert_trusted_triggers(
+        array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass]
+    );
     for v_job in
         select j.id, j.status
         from regate.local_training_jobs as j
@@ -205,7 +196,7 @@ begin
 
     -- A few rows (a trainer logging as it goes): every value is a candidate, no aggregation needed.
     if (select count(*) from (select from new_rows limit 9) as s) <= 8 then
-        insert into regate._metric_candidates (job_id, metric_name, value, step, metric_id)
+        insert into regate_internal._metric_candidates (job_id, metric_name, value, step, metric_id)
         select
             n.job_id,
             v.metric_name,
@@ -217,11 +208,11 @@ begin
             select
                 f.metric_name,
                 f.value
-            from regate._column_metrics(n) as f
+            from regate_internal._column_metrics(n) as f
             union all
             select
                 e.key,
-                regate._metric_value(n.job_id, n.step, e.key, e.value)
+                regate_internal._metric_value(n.job_id, n.step, e.key, e.value)
             from jsonb_each(n.metrics) as e
         ) as v (metric_name, value)
         where v.value is not null;
@@ -230,7 +221,7 @@ begin
     -- A batch: only each (job, metric)'s latest value among the new rows, without sorting every (row, metric)
     -- pair: first the highest step of each (job, metric) (hash aggregates), then, among the few rows at that
     -- step, the highest id that carries the metric. Inserted, never updated: no row locks, no deadlocks.
-    insert into regate._metric_candidates (job_id, metric_name, value, step, metric_id)
+    insert into regate_internal._metric_candidates (job_id, metric_name, value, step, metric_id)
     select distinct on (c.job_id, c.metric_name)
         c.job_id,
         c.metric_name,
@@ -250,7 +241,7 @@ begin
                 when 'perplexity' then n.perplexity
                 when 'learning_rate' then n.learning_rate
                 when 'grad_norm' then n.grad_norm
-                else regate._jsonb_float8(n.metrics -> k.metric_name)
+                else regate_internal._jsonb_float8(n.metrics -> k.metric_name)
             end as value
         from (
             select
@@ -260,7 +251,7 @@ begin
             from new_rows as n
             cross join lateral jsonb_each(n.metrics) as e
             -- every value passes the rules here (RG001), whether or not it ends up a candidate
-            where regate._metric_value(n.job_id, n.step, e.key, e.value) is not null
+            where regate_internal._metric_value(n.job_id, n.step, e.key, e.value) is not null
             group by n.job_id, e.key
             union all
             select
@@ -268,7 +259,7 @@ begin
                 f.metric_name,
                 max(n.step) as step
             from new_rows as n
-            cross join lateral regate._column_metrics(n) as f
+            cross join lateral regate_internal._column_metrics(n) as f
             group by n.job_id, f.metric_name
         ) as k
         inner join new_rows as n on k.job_id = n.job_id and k.step = n.step
@@ -279,83 +270,13 @@ begin
 end;
 $$;
 
-drop trigger if exists _100_ingest on regate.local_training_metrics;
-create trigger _100_ingest
-after insert on regate.local_training_metrics
-referencing new table as new_rows
-for each statement execute function regate._metrics_after_insert();
-
--- Trigger function: metric rows are append-only (RG003). The one delete allowed is the cascade from deleting
--- their job (which itself is refused while the job has verdicts): then the job is already gone.
-create or replace function regate._metrics_append_only()
-returns trigger
-language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-    if tg_op = 'DELETE' and not exists (select from regate.local_training_jobs as j where j.id = old.job_id) then
-        return old;
-    end if;
-    raise exception using
-        errcode = 'RG003',
-        message = format(
-            'regate.local_training_metrics is append-only: %s of metric row %s (job %s) refused',
-            lower(tg_op), old.id, old.job_id
-        ),
-        hint = 'Log a new row (a later step) instead; deleting a job without verdicts removes its metrics.';
-end;
-$$;
-
-drop trigger if exists _100_append_only on regate.local_training_metrics;
-create trigger _100_append_only
-before update or delete on regate.local_training_metrics
-for each row execute function regate._metrics_append_only();
-
--- Trigger function: TRUNCATE of an append-only table is refused (RG003 for metrics, RG006 for verdicts).
-create or replace function regate._refuse_truncate()
-returns trigger
-language plpgsql
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-    raise exception using
-        errcode = tg_argv[0],
-        message = format('%I.%I is append-only: truncate refused', tg_table_schema, tg_table_name);
-end;
-$$;
-
-drop trigger if exists _100_no_truncate on regate.local_training_metrics;
-create trigger _100_no_truncate
-before truncate on regate.local_training_metrics
-for each statement execute function regate._refuse_truncate('RG003');
-
--- Trigger function (after delete of a job): remove its candidates (_metric_candidates has no foreign key, which
--- would cost a check per candidate on the ingest path).
-create or replace function regate._jobs_forget_candidates()
-returns trigger
-language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-    delete from regate._metric_candidates as c where c.job_id = old.id;
-    return null;
-end;
-$$;
-
-drop trigger if exists _900_forget_candidates on regate.local_training_jobs;
-create trigger _900_forget_candidates
-after delete on regate.local_training_jobs
-for each row execute function regate._jobs_forget_candidates();
-
--- regate._final_metrics(job_id): the job's final metrics (name -> value, as in extract_final_metrics) and the
--- step each came from (name -> step); NULLs when the job logged nothing. Index lookups only.
-create or replace function regate._final_metrics(p_job_id uuid, out metrics jsonb, out steps jsonb)
+-- regate_internal._final_metrics(job_id): the job's final metrics (name -> value, as in extract_final_metrics)
+-- and the step each came from (name -> step); NULLs when the job logged nothing. Index lookups only. Callers are
+-- regate-db's SECURITY DEFINER functions, which check that the session may see the job.
+create or replace function regate_internal._final_metrics(p_job_id uuid, out metrics jsonb, out steps jsonb)
 language plpgsql
 stable
-security definer
+security invoker
 set search_path = pg_catalog, pg_temp
 set extra_float_digits = 3
 as $$
@@ -365,7 +286,7 @@ begin
     with recursive names as (
         (
             select c.metric_name
-            from regate._metric_candidates as c
+            from regate_internal._metric_candidates as c
             where c.job_id = p_job_id
             order by c.metric_name
             limit 1
@@ -373,7 +294,7 @@ begin
         union all
         select (
             select c.metric_name
-            from regate._metric_candidates as c
+            from regate_internal._metric_candidates as c
             where c.job_id = p_job_id and c.metric_name > n.metric_name
             order by c.metric_name
             limit 1
@@ -383,14 +304,14 @@ begin
     )
 
     select
-        jsonb_object_agg(n.metric_name, regate._float8_jsonb(l.value)),
+        jsonb_object_agg(n.metric_name, regate_internal._float8_jsonb(l.value)),
         jsonb_object_agg(n.metric_name, l.step)
     from names as n
     cross join lateral (
         select
             c.value,
             c.step
-        from regate._metric_candidates as c
+        from regate_internal._metric_candidates as c
         where c.job_id = p_job_id and c.metric_name = n.metric_name
         order by c.step desc, c.metric_id desc
         limit 1
@@ -402,7 +323,8 @@ $$;
 
 -- regate.extract_final_metrics(job_id uuid) returns jsonb: every metric of the job (fixed columns under their
 -- own names, plus every key of metrics) with its value from the row with the highest (step, id) where it is
--- present and not NULL. NaN and infinities come back as strings. NULL when the job has no metric rows.
+-- present and not NULL. NaN and infinities come back as strings. NULL when the job has no metric rows, and when
+-- there is no such job or it is not the session's (an admin sees every job): the two look the same.
 create or replace function regate.extract_final_metrics(job_id uuid)
 returns jsonb
 language sql
@@ -410,5 +332,8 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-    select f.metrics from regate._final_metrics(extract_final_metrics.job_id) as f
+    select f.metrics
+    from regate.local_training_jobs as j
+    cross join lateral regate_internal._final_metrics(j.id) as f
+    where j.id = extract_final_metrics.job_id and regate_internal._may_see(j.owner_id)
 $$;

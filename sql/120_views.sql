@@ -1,17 +1,23 @@
--- Views over the verdicts. Re-created as a whole on every change (drop first: columns may move).
+-- Views over the verdicts. Re-created as a whole on every change (drop first: columns may move). Every view is
+-- security_invoker: it shows what the querying role may see of the tables below it (row-level security: its
+-- own rows; an admin's: all).
+--
+-- Error codes raised here: none.
 
 drop view if exists regate.validation_checks;
 drop view if exists regate.validation_history;
 
--- regate.validation_history: every verdict with its job's owner and status, newest first.
-create view regate.validation_history as
+-- regate.validation_history: every verdict with its owner, who caused it, and its job's status, newest first.
+create view regate.validation_history with (security_invoker = true) as
 select
     r.id,
     r.created_at,
     r.job_id,
     r.model_name,
     r.model_version,
-    j.owner_id,
+    r.owner_id,
+    r.caused_by,
+    r.end_user,
     j.status as job_status,
     j.validation_status as job_validation_status,
     r.status,
@@ -28,10 +34,11 @@ from regate.validation_results as r
 left join regate.local_training_jobs as j on r.job_id = j.id
 order by r.created_at desc, r.id desc;
 
-comment on view regate.validation_history is 'Every verdict with its job''s owner and status, newest first.';
+comment on view regate.validation_history is
+'Every verdict with its owner, who caused it, and its job''s status, newest first.';
 
 -- regate.validation_checks: one row per check of every verdict.
-create view regate.validation_checks as
+create view regate.validation_checks with (security_invoker = true) as
 select
     r.id as result_id,
     r.job_id,

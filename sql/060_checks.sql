@@ -1,0 +1,310 @@
+-- Checks: one baseline against one observed value, with MLflow 3.17's MetricThreshold semantics (extended to
+-- negative change criteria = tolerated regressions), IEEE 754 arithmetic (030_floats.sql), and a sentence a
+-- person understands.
+--
+-- The check functions are plain SQL without SET clauses on purpose: the planner inlines them into the one
+-- query that builds all checks of a verdict (regate_internal._checks), which keeps a validation of 20 baselines
+-- cheap. Their callers are SECURITY DEFINER functions that pin search_path.
+--
+-- Error codes raised here: none (data problems are outcomes of checks, never errors).
+
+-- regate_internal._evaluate_check(value, baseline_value, greater_is_better, threshold, min_absolute_change,
+-- min_relative_change): one row: the outcome of one check ('passed', 'failed', 'missing' when value is NULL,
+-- 'invalid' when it is NaN or infinite), the criteria that failed (in the order threshold,
+-- min_absolute_change, min_relative_change), and the relative change d = (c - b) / |b| (higher is better) or
+-- (b - c) / |b| in IEEE 754 arithmetic (NULL when b is 0 or NULL, or the value is missing or invalid).
+-- NaN sorts above every number in PostgreSQL (NaN >= t is true): invalid values never reach a comparison.
+-- The `offset 0` fences make each intermediate value computed once, not once per reference.
+create or replace function regate_internal._evaluate_check(
+    p_value double precision,
+    p_baseline_value double precision,
+    p_greater_is_better boolean,
+    p_threshold double precision,
+    p_min_absolute_change double precision,
+    p_min_relative_change double precision
+)
+returns table (outcome text, failed_criteria text[], relative_change double precision)
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select
+        case
+            when p_value is null then 'missing'
+            when r.invalid then 'invalid'
+            when cardinality(f.failed) = 0 then 'passed'
+            else 'failed'
+        end,
+        case when p_value is null or r.invalid then '{}'::text[] else f.failed end,
+        case when not r.invalid then r.d end
+    from (
+        select
+            (p_value = 'NaN'::float8 or abs(p_value) = 'Infinity'::float8) as invalid,
+            case when p_baseline_value <> 0 then regate_internal._f8_div(n.num, abs(p_baseline_value)) end as d
+        from (
+            select
+                case
+                    when p_greater_is_better then regate_internal._f8_add(p_value, -p_baseline_value)
+                    else regate_internal._f8_add(p_baseline_value, -p_value)
+                end as num
+            offset 0
+        ) as n
+        offset 0
+    ) as r
+    cross join lateral (
+        select array_remove(array[
+            case when p_threshold is not null and not (
+                case when p_greater_is_better then p_value >= p_threshold else p_value <= p_threshold end
+            ) then 'threshold' end,
+            case when p_min_absolute_change is not null and not (
+                case
+                    when p_greater_is_better then p_value >= regate_internal._f8_add(p_baseline_value, p_min_absolute_change)
+                    else p_value <= regate_internal._f8_add(p_baseline_value, -p_min_absolute_change)
+                end
+            ) then 'min_absolute_change' end,
+            case when p_min_relative_change is not null and not (
+                case
+                    -- MLflow's fallback at b = 0: strictly better by 1e-10; a tolerated regression: no worse.
+                    when p_baseline_value = 0 and p_min_relative_change >= 0
+                        then case when p_greater_is_better then p_value >= 1e-10 else p_value <= -1e-10 end
+                    when p_baseline_value = 0
+                        then case when p_greater_is_better then p_value >= 0 else p_value <= 0 end
+                    else r.d >= p_min_relative_change
+                end
+            ) then 'min_relative_change' end
+        ], null) as failed
+        offset 0
+    ) as f
+$$;
+
+-- regate_internal._fmt(x): a number for messages: 4 significant digits below 1000, whole numbers above, scientific
+-- notation for the very small and very large.
+create or replace function regate_internal._fmt(p_x double precision)
+returns text
+language sql
+stable
+parallel safe
+security invoker
+as $$
+    select case
+        when p_x is null then 'NULL'
+        when p_x = 'NaN'::float8 or abs(p_x) = 'Infinity'::float8 then p_x::text
+        when p_x = 0 then '0'
+        when abs(p_x) < 1e-4 or abs(p_x) >= 1e15 then btrim(to_char(p_x, '9.999EEEE'))
+        when abs(p_x) >= 1000 then round(p_x)::text
+        else (round(p_x * 10 ^ (3 - floor(log(abs(p_x))))) / 10 ^ (3 - floor(log(abs(p_x)))))::text
+    end
+$$;
+
+-- regate_internal._pct(d): a relative change as a percentage for messages ('20.9%').
+create or replace function regate_internal._pct(p_d double precision)
+returns text
+language sql
+stable
+parallel safe
+security invoker
+as $$
+    select case
+        when abs(p_d) = 'Infinity'::float8 then 'an unbounded %'
+        -- beyond 1e13 the percentage would overflow a double: say it as a factor
+        when abs(p_d) >= 1e13 then btrim(to_char(p_d, '9.999EEEE')) || ' times'
+        -- below 0.1% keep 2 significant digits rather than print 0%
+        when p_d <> 0 and abs(p_d) < 0.001 then regate_internal._fmt(p_d * 100) || '%'
+        else (round(p_d * 1000) / 10)::text || '%'
+    end
+$$;
+
+-- regate_internal._comparison(value, baseline_value, greater_is_better, relative_change, absolute): 'worse than
+-- baseline 0.43 by 20.9%', or by the absolute difference ('by 0.09') when `absolute` or the baseline is 0;
+-- NULL without a baseline value.
+create or replace function regate_internal._comparison(
+    p_value double precision,
+    p_baseline_value double precision,
+    p_greater_is_better boolean,
+    p_relative_change double precision,
+    p_absolute boolean
+)
+returns text
+language sql
+stable
+parallel safe
+security invoker
+as $$
+    select case
+        when p_baseline_value is null then null
+        when p_value = p_baseline_value then 'equal to baseline ' || regate_internal._fmt(p_baseline_value)
+        else
+            case when (p_value > p_baseline_value) = p_greater_is_better then 'better' else 'worse' end
+            || ' than baseline ' || regate_internal._fmt(p_baseline_value) || ' by '
+            || case
+                when p_baseline_value = 0 then regate_internal._fmt(abs(p_value))
+                when p_absolute then regate_internal._fmt(abs(regate_internal._f8_add(p_value, -p_baseline_value)))
+                else regate_internal._pct(abs(p_relative_change))
+            end
+    end
+$$;
+
+-- regate_internal._check_message(...): the sentence explaining one check, e.g.
+-- 'eval_loss 0.52 is worse than baseline 0.43 by 20.9%, tolerance 5%'.
+create or replace function regate_internal._check_message(
+    p_metric text,
+    p_outcome text,
+    p_failed text[],
+    p_value double precision,
+    p_baseline_value double precision,
+    p_greater_is_better boolean,
+    p_threshold double precision,
+    p_min_absolute_change double precision,
+    p_min_relative_change double precision,
+    p_relative_change double precision
+)
+returns text
+language sql
+stable
+parallel safe
+security invoker
+as $$
+    select case p_outcome
+        when 'missing' then format('%s was not logged (no value to check)', p_metric)
+        when 'invalid' then format('%s is %s, not a finite number', p_metric, p_value)
+        when 'no_baseline' then format('%s is required but has no active baseline', p_metric)
+        when 'passed' then format(
+            '%s %s passes%s', p_metric, regate_internal._fmt(p_value),
+            coalesce(
+                ' (' || regate_internal._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change, false)
+                || ')',
+                ''
+            )
+        )
+        else format('%s %s %s', p_metric, regate_internal._fmt(p_value), array_to_string(array[
+            case when 'threshold' = any(p_failed) then format(
+                'is %s the threshold %s (%s is better)',
+                case when p_greater_is_better then 'below' else 'above' end, regate_internal._fmt(p_threshold),
+                case when p_greater_is_better then 'higher' else 'lower' end
+            ) end,
+            case when 'min_absolute_change' = any(p_failed) then format(
+                case
+                    when p_min_absolute_change > 0 then 'is %s, but must improve on it by at least %s'
+                    when p_min_absolute_change = 0 then 'is %s, and must not be worse%s'
+                    else 'is %s, tolerance %s'
+                end,
+                regate_internal._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change, true),
+                case when p_min_absolute_change = 0 then '' else regate_internal._fmt(abs(p_min_absolute_change)) end
+            ) end,
+            case when 'min_relative_change' = any(p_failed) then format(
+                case
+                    when p_baseline_value = 0 and p_min_relative_change >= 0
+                        then 'is %s, but must be better than a baseline of 0%s'
+                    when p_baseline_value = 0 then 'is %s, and must not be worse than a baseline of 0%s'
+                    when p_min_relative_change > 0 then 'is %s, but must improve on it by at least %s'
+                    when p_min_relative_change = 0 then 'is %s, and must not be worse%s'
+                    else 'is %s, tolerance %s'
+                end,
+                regate_internal._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change, false),
+                case
+                    when p_baseline_value = 0 or p_min_relative_change = 0 then ''
+                    else regate_internal._pct(abs(p_min_relative_change))
+                end
+            ) end
+        ], '; '))
+    end
+$$;
+
+-- regate_internal._check_json(...): one element of validation_results.checks, from a baseline's fields, the observed
+-- value and its step. Callers pin extra_float_digits = 3 (bit-exact numbers).
+create or replace function regate_internal._check_json(
+    p_baseline_id bigint,
+    p_metric text,
+    p_severity text,
+    p_greater_is_better boolean,
+    p_baseline_value double precision,
+    p_threshold double precision,
+    p_min_absolute_change double precision,
+    p_min_relative_change double precision,
+    p_outcome text,
+    p_failed text[],
+    p_value double precision,
+    p_step bigint,
+    p_relative_change double precision
+)
+returns jsonb
+language sql
+stable
+parallel safe
+security invoker
+as $$
+    select jsonb_build_object(
+        'baseline_id', p_baseline_id,
+        'metric_name', p_metric,
+        'severity', p_severity,
+        'greater_is_better', p_greater_is_better,
+        'baseline_value', p_baseline_value,
+        'threshold', p_threshold,
+        'min_absolute_change', p_min_absolute_change,
+        'min_relative_change', p_min_relative_change,
+        'outcome', p_outcome,
+        'failed_criteria', to_jsonb(p_failed),
+        'observed', regate_internal._float8_jsonb(p_value),
+        'step', p_step,
+        'message', regate_internal._check_message(
+            p_metric, p_outcome, p_failed, p_value, p_baseline_value, p_greater_is_better, p_threshold,
+            p_min_absolute_change, p_min_relative_change, p_relative_change
+        )
+    )
+$$;
+
+-- regate_internal._checks(model, version, metrics_to_validate, metrics, steps): the checks of every applicable baseline
+-- against final metrics (name -> value) and their steps (name -> step), in (metric, severity) order: one
+-- query, one snapshot, the check functions inlined into it.
+create or replace function regate_internal._checks(
+    p_model_name text, p_model_version text, p_only text[], p_metrics jsonb, p_steps jsonb
+)
+returns table (check_json jsonb, metric_name text, severity text, outcome text)
+language sql
+stable
+security invoker
+as $$
+    select
+        regate_internal._check_json(
+            b.id, b.metric_name, b.severity, b.greater_is_better, b.baseline_value, b.threshold,
+            b.min_absolute_change, b.min_relative_change, e.outcome, e.failed_criteria, v.value, v.step,
+            e.relative_change
+        ),
+        b.metric_name,
+        b.severity,
+        e.outcome
+    from regate_internal._applicable_baselines(p_model_name, p_model_version, p_only) as b
+    -- offset 0 fences: each value is computed once per baseline instead of once per reference.
+    cross join lateral (
+        select
+            regate_internal._jsonb_float8(p_metrics -> b.metric_name) as value,
+            (p_steps ->> b.metric_name)::bigint as step
+        offset 0
+    ) as v
+    cross join lateral (
+        select x.outcome, x.failed_criteria, x.relative_change
+        from regate_internal._evaluate_check(
+            v.value, b.baseline_value, b.greater_is_better, b.threshold, b.min_absolute_change,
+            b.min_relative_change
+        ) as x
+        offset 0
+    ) as e
+    order by b.metric_name, b.severity
+$$;
+
+-- regate_internal._unbaselined_check(metric, outcome, value, step): a critical check that no baseline stands behind:
+-- a required metric without baseline ('no_baseline') or a required metric that was not logged ('missing').
+create or replace function regate_internal._unbaselined_check(
+    p_metric text, p_outcome text, p_value double precision, p_step bigint
+)
+returns jsonb
+language sql
+stable
+parallel safe
+security invoker
+as $$
+    select regate_internal._check_json(
+        null, p_metric, 'critical', null, null, null, null, null, p_outcome, '{}', p_value, p_step, null
+    )
+$$;

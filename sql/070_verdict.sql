@@ -1,0 +1,309 @@
+-- The verdict: the checks of a job's final metrics against the applicable baselines become one recorded row of
+-- regate.validation_results, and the blocking rule says whether it blocks deployment. One code path,
+-- regate_internal._gate, serves the completion trigger, validate_training_results and run_gate.
+--
+-- Error codes raised here (see docs/sql-reference.md):
+--   RG005  should_block_deployment's config breaks a rule
+--   RG010  a trigger regate-db did not install sits on a table the gate reads or writes
+
+-- regate_internal._contention(sqlstate): whether an error inside validation means another transaction held what
+-- the gate needed (a lock wait beyond lock_timeout, a deadlock). Such an error blocks whatever failOpen says:
+-- contention must never turn into a pass.
+create or replace function regate_internal._contention(p_sqlstate text)
+returns boolean
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select coalesce(p_sqlstate in ('55P03', '40P01'), false)
+$$;
+
+-- regate_internal._blocks(result, config): whether a verdict blocks deployment under an effective gate config:
+-- a critical failure with blockOnCriticalFailures, no baselines when they are required and blocking is on, a
+-- validation error when failOpen is false, and always an error caused by contention.
+create or replace function regate_internal._blocks(p_result regate.validation_results, p_config jsonb)
+returns boolean
+language sql
+immutable
+security invoker
+as $$
+    select case p_result.status
+        when 'error' then
+            not (p_config #>> '{regressionGateConfig,failOpen}')::boolean
+            or regate_internal._contention(p_result.error_sqlstate)
+        when 'failed' then (p_config ->> 'blockOnCriticalFailures')::boolean
+        when 'no_baselines' then
+            (p_config ->> 'blockOnCriticalFailures')::boolean
+            and (p_config #>> '{regressionGateConfig,requireBaselines}')::boolean
+        else false
+    end
+$$;
+
+-- regate.should_block_deployment(result regate.validation_results, config jsonb) returns boolean: whether a
+-- verdict blocks deployment under a gate config (a job config or an effective one; the admins' policy of the
+-- verdict's model applies as for a job): see regate_internal._blocks. Raises RG005 for a config that breaks a rule.
+create or replace function regate.should_block_deployment(result regate.validation_results, config jsonb)
+returns boolean
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select regate_internal._blocks(
+        should_block_deployment.result,
+        (regate_internal._effective(should_block_deployment.config, (should_block_deployment.result).model_name)).config
+    )
+$$;
+
+-- regate_internal._job_validation_status(result, config): the job's validation_status for a verdict.
+create or replace function regate_internal._job_validation_status(p_result regate.validation_results, p_config jsonb)
+returns text
+language sql
+immutable
+security invoker
+as $$
+    select case
+        when p_result.blocked then 'blocked'
+        when p_result.status = 'no_baselines' then
+            case when (p_config #>> '{regressionGateConfig,requireBaselines}')::boolean then 'failed' else 'passed' end
+        else p_result.status
+    end
+$$;
+
+-- regate_internal._evaluate(verdict, metrics, steps, required): the verdict (not yet recorded) for final metrics
+-- against the applicable baselines; `verdict` brings the job, model, version and effective config. p_required
+-- lists metrics that must be present (run_gate). Data problems become checks, never errors.
+create or replace function regate_internal._evaluate(
+    p_verdict regate.validation_results,
+    p_metrics jsonb,
+    p_steps jsonb,
+    p_required text []
+)
+returns regate.validation_results
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+set extra_float_digits = 3
+as $$
+declare
+    v_gc jsonb := p_verdict.config -> 'regressionGateConfig';
+    v_require boolean := coalesce((v_gc ->> 'requireBaselines')::boolean, false);
+    v_only text [];
+    v_result regate.validation_results := p_verdict;
+    v_checked text [];
+    v_critical_checked text [];
+    v_critical_failed boolean;
+    v_warning_failed boolean;
+    v_extra jsonb;
+begin
+    if jsonb_typeof(v_gc -> 'metricsToValidate') = 'array' then
+        v_only := array(select jsonb_array_elements_text(v_gc -> 'metricsToValidate'));
+    end if;
+    -- All applicable baselines in one statement: one snapshot; the verdict's inputs come with it.
+    select
+        coalesce(jsonb_agg(c.check_json), '[]'::jsonb),
+        coalesce(array_agg(c.metric_name), '{}'),
+        coalesce(array_agg(c.metric_name) filter (where c.severity = 'critical'), '{}'),
+        coalesce(bool_or(c.severity = 'critical' and c.outcome <> 'passed'), false),
+        coalesce(bool_or(c.severity = 'warning' and c.outcome <> 'passed'), false)
+    into v_result.checks, v_checked, v_critical_checked, v_critical_failed, v_warning_failed
+    from regate_internal._checks(p_verdict.model_name, p_verdict.model_version, v_only, p_metrics, p_steps) as c;
+    -- Critical checks no baseline stands behind: a listed metric without baseline (requireBaselines), a
+    -- metric required by run_gate that was not logged (unless a critical check already fails it).
+    if (v_require and v_only is not null) or p_required is not null then
+        select coalesce(jsonb_agg(r.check_json order by r.name), '[]'::jsonb)
+        into v_extra
+        from (
+            select
+                n.name,
+                regate_internal._unbaselined_check(
+                    n.name,
+                    case when v_require and n.name = any(v_only) then 'no_baseline' else 'missing' end,
+                    regate_internal._jsonb_float8(p_metrics -> n.name),
+                    (p_steps ->> n.name)::bigint
+                ) as check_json
+            from (
+                select unnest(case when v_require then v_only end) as name
+                union
+                select unnest(p_required) as name
+            ) as n
+            where
+                (v_require and n.name = any(v_only) and not n.name = any(v_checked))
+                or (
+                    n.name = any(p_required) and not coalesce(p_metrics ? n.name, false)
+                    and not n.name = any(v_critical_checked)
+                )
+        ) as r;
+        v_result.checks := v_result.checks || v_extra;
+        v_critical_failed := v_critical_failed or jsonb_array_length(v_extra) > 0;
+    end if;
+    v_result.status := case
+        when jsonb_array_length(v_result.checks) = 0 then 'no_baselines'
+        when v_critical_failed then 'failed'
+        when v_warning_failed then 'warning'
+        else 'passed'
+    end;
+    v_result.metrics := p_metrics;
+    v_result.blocked := regate_internal._blocks(v_result, v_result.config);
+    return v_result;
+end;
+$$;
+
+-- regate_internal._record(result, started): insert a verdict, with its duration and who caused it (the login,
+-- and the end user when the identity is a gateway's claim); returns the stored row.
+create or replace function regate_internal._record(p_result regate.validation_results, p_started timestamptz)
+returns regate.validation_results
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_identity text := regate.current_identity();
+    v_row regate.validation_results;
+begin
+    insert into regate.validation_results (
+        job_id, model_name, model_version, status, blocked, metrics, checks, config, source, error_sqlstate,
+        error_message, duration_ms, owner_id, caused_by, end_user, policy_id, policy_version
+    )
+    values (
+        p_result.job_id, p_result.model_name, p_result.model_version, p_result.status, p_result.blocked,
+        p_result.metrics, coalesce(p_result.checks, '[]'::jsonb), p_result.config, p_result.source,
+        p_result.error_sqlstate, p_result.error_message,
+        extract(epoch from clock_timestamp() - p_started) * 1000,
+        coalesce(p_result.owner_id, v_identity), session_user,
+        case when v_identity is distinct from session_user then v_identity end,
+        p_result.policy_id, p_result.policy_version
+    )
+    returning * into v_row;
+    return v_row;
+end;
+$$;
+
+-- regate_internal._gate(verdict, metrics, required): validate and record; the one code path of the trigger and
+-- the explicit functions. `verdict` brings job_id, model_name, model_version, the effective config, source,
+-- owner_id and the policy; with p_metrics NULL the job's final metrics are read. A failure inside validation
+-- never raises: it is recorded as an 'error' verdict (blocked when failOpen is false, and always for
+-- contention) with the SQLSTATE and message. Validation waits at most 1 s for a lock (lock_timeout). Recording
+-- is outside the caught block: a verdict that cannot be written fails the statement, it never becomes a pass.
+create or replace function regate_internal._gate(
+    p_verdict regate.validation_results, p_metrics jsonb, p_required text []
+)
+returns regate.validation_results
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+set lock_timeout = '1s'
+as $$
+declare
+    v_started timestamptz := clock_timestamp();
+    v_metrics jsonb := p_metrics;
+    v_steps jsonb;
+    v_result regate.validation_results;
+begin
+    perform regate_internal._assert_trusted_triggers(array[
+        'regate.validation_results'::regclass, 'regate.local_training_jobs'::regclass,
+        'regate.local_training_metrics'::regclass
+    ]);
+    begin
+        if p_metrics is null and p_verdict.job_id is not null then
+            select f.metrics, f.steps into v_metrics, v_steps from regate_internal._final_metrics(p_verdict.job_id) as f;
+        end if;
+        v_result := regate_internal._evaluate(p_verdict, v_metrics, v_steps, p_required);
+    exception when others then
+        v_result := p_verdict;
+        get stacked diagnostics
+            v_result.error_sqlstate = returned_sqlstate,
+            v_result.error_message = message_text;
+        v_result.metrics := v_metrics;
+        v_result.checks := '[]'::jsonb;
+        v_result.status := 'error';
+        v_result.blocked := regate_internal._blocks(v_result, p_verdict.config);
+    end;
+    return regate_internal._record(v_result, v_started);
+end;
+$$;
+
+-- regate_internal._verdict(job_id, model_name, model_version, effective, source, owner_id): the fields a
+-- verdict starts from (job, model, effective config, policy, source, owner), for regate_internal._gate.
+create or replace function regate_internal._verdict(
+    p_job_id uuid,
+    p_model_name text,
+    p_model_version text,
+    p_config jsonb,
+    p_policy_id bigint,
+    p_policy_version integer,
+    p_source text,
+    p_owner_id text
+)
+returns regate.validation_results
+language plpgsql
+immutable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v regate.validation_results;
+begin
+    v.job_id := p_job_id;
+    v.model_name := p_model_name;
+    v.model_version := p_model_version;
+    v.config := p_config;
+    v.policy_id := p_policy_id;
+    v.policy_version := p_policy_version;
+    v.source := p_source;
+    v.owner_id := p_owner_id;
+    return v;
+end;
+$$;
+
+-- Trigger function (before insert or update, when a job enters completed): run the gate and put the verdict
+-- on the row, so that the completing statement's RETURNING already shows it. SECURITY DEFINER (it reads the
+-- baselines and writes verdicts), so it refuses to fire anywhere but where regate-db attached it (RG010).
+create or replace function regate_internal._jobs_gate()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_eff record;
+    v_result regate.validation_results;
+begin
+    if tg_relid <> 'regate.local_training_jobs'::regclass or tg_level <> 'ROW' or tg_when <> 'BEFORE' then
+        raise exception using errcode = 'RG010', message = format(
+            'regate_internal._jobs_gate fires only before a row of regate.local_training_jobs turns completed, not '
+            'on %s', tg_relid::regclass
+        );
+    end if;
+    if lower(coalesce(pg_catalog.current_setting('regate.enabled', true), 'on')) in ('off', 'false', '0', 'no') then
+        raise warning 'SET regate.enabled is not honoured: it would leak to other clients through a transaction '
+            'pooler. Admins skip the gate for one transaction with regate.skip_gates_in_transaction(reason).';
+    end if;
+    v_eff := regate_internal._effective(new.config, new.model_name);
+    if cardinality(v_eff.ignored) > 0 then
+        raise notice 'job %: the gate policy of % enforces, so the config keys % were ignored (they would loosen it)',
+            new.id, new.model_name, array_to_string(v_eff.ignored, ', ');
+    end if;
+    if not regate_internal._gates_on() or not (v_eff.config ->> 'enableRegressionGates')::boolean then
+        new.validation_status := 'not_run';
+        new.validation_result_id := null;
+        return new;
+    end if;
+    v_result := regate_internal._gate(
+        regate_internal._verdict(
+            new.id, new.model_name, new.model_version, v_eff.config, v_eff.policy_id, v_eff.policy_version, 'auto',
+            new.owner_id
+        ),
+        null, null
+    );
+    if v_result.status = 'no_baselines' then
+        raise notice 'job %: no active baseline applies to model % (version %): nothing was checked',
+            new.id, new.model_name, coalesce(new.model_version, 'any');
+    end if;
+    new.validation_status := regate_internal._job_validation_status(v_result, v_eff.config);
+    new.validation_result_id := v_result.id;
+    return new;
+end;
+$$;

@@ -1,0 +1,29 @@
+-- Row-level security: a tenant sees and changes only its own jobs, metrics and verdicts; an admin sees all.
+-- Enabled and forced (the owner of the tables is bound too: regate-db's SECURITY DEFINER code sees only what the
+-- session may see). The policies key on regate.current_identity() and regate.is_admin(), each evaluated once per
+-- statement (an uncorrelated subquery is an InitPlan). Re-created as a whole on every change.
+--
+-- Error codes raised here: none (a row outside the policies is invisible; writing one fails with 42501).
+
+alter table regate.local_training_jobs enable row level security;
+alter table regate.local_training_jobs force row level security;
+drop policy if exists owner_or_admin on regate.local_training_jobs;
+create policy owner_or_admin on regate.local_training_jobs
+using (owner_id = (select regate.current_identity()) or (select regate.is_admin()))
+with check (owner_id = (select regate.current_identity()) or (select regate.is_admin()));
+
+-- A metric row belongs to its job: visible and insertable when the job is (the job's own policy applies inside
+-- the subquery). An index lookup per row, like the foreign key's.
+alter table regate.local_training_metrics enable row level security;
+alter table regate.local_training_metrics force row level security;
+drop policy if exists owner_or_admin on regate.local_training_metrics;
+create policy owner_or_admin on regate.local_training_metrics
+using ((select regate.is_admin()) or exists (select from regate.local_training_jobs as j where j.id = job_id))
+with check ((select regate.is_admin()) or exists (select from regate.local_training_jobs as j where j.id = job_id));
+
+alter table regate.validation_results enable row level security;
+alter table regate.validation_results force row level security;
+drop policy if exists owner_or_admin on regate.validation_results;
+create policy owner_or_admin on regate.validation_results
+using (owner_id = (select regate.current_identity()) or (select regate.is_admin()))
+with check (owner_id = (select regate.current_identity()) or (select regate.is_admin()));
