@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -11,11 +12,74 @@ from pathlib import Path
 import pytest
 
 from regate_db.resources import Source
-from tests.released import REPO, read_frozen, releases
+from tests.released import FROZEN, REPO, frozen_problems, read_frozen, releases
 
 
 def checkout_source() -> Source:
     return Source.from_dirs(REPO / "migrations", REPO / "sql")
+
+
+def test_released_migrations_are_unchanged() -> None:
+    frozen = read_frozen(FROZEN.read_text(encoding="utf-8"))
+    assert frozen, "migrations/frozen.txt lists no migration"
+    problems = frozen_problems(frozen, checkout_source())
+    assert not problems, "\n".join(problems)
+
+
+def test_frozen_check_names_the_file_and_both_checksums(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "migrations", tmp_path / "migrations")
+    source = Source.from_dirs(tmp_path / "migrations", REPO / "sql")
+    first, second = source.versioned()[:2]
+    frozen = {first.filename: first.sha256, second.filename: second.sha256}
+    assert frozen_problems(frozen, source) == []
+
+    path = tmp_path / "migrations" / first.filename
+    path.write_text(path.read_text() + "-- a harmless-looking edit\n")
+    edited = next(f for f in source.versioned() if f.filename == first.filename)
+    (tmp_path / "migrations" / second.filename).unlink()
+    problems = frozen_problems(frozen, source)
+    assert problems == [
+        f"{first.filename} was released and must never change: frozen sha256 {first.sha256}, "
+        f"file sha256 {edited.sha256} (add a new migration instead)",
+        f"{second.filename} was released (frozen sha256 {second.sha256}) but is missing from migrations/",
+    ]
+    # A migration added after a release must sort after every released one.
+    assert frozen_problems({second.filename: second.sha256}, checkout_source()) == [
+        f"{first.filename} is not released but sorts before the released {second.filename}: "
+        "number it after the last release"
+    ]
+
+
+def test_frozen_list_is_not_read_as_a_migration() -> None:
+    assert FROZEN.is_file()
+    names = [f.filename for f in checkout_source().versioned()]
+    assert names == sorted(p.name for p in (REPO / "migrations").glob("*.sql"))
+    assert "frozen.txt" not in names
+
+
+def test_every_release_is_archived_and_frozen(tmp_path: Path) -> None:
+    archived = releases()
+    assert archived and archived[0].version == "v0.1.0"
+    frozen = read_frozen(FROZEN.read_text(encoding="utf-8"))
+    released: set[str] = set()
+    for release in archived:
+        source = release.extract(tmp_path / release.version)
+        assert source.repeatable(), f"{release.archive.name} holds no sql/ files"
+        for f in source.versioned():
+            assert frozen.get(f.filename) == f.sha256, (
+                f"{f.filename} of {release.version} (sha256 {f.sha256}) is not frozen with that checksum "
+                f"in migrations/frozen.txt (frozen: {frozen.get(f.filename)})"
+            )
+            released.add(f.filename)
+    assert set(frozen) == released, "migrations/frozen.txt lists files that no archived release holds"
+
+
+def test_release_archives_are_gzip_without_a_timestamp() -> None:
+    for release in releases():
+        header = release.archive.read_bytes()[:10]
+        assert header[:2] == b"\x1f\x8b" and header[4:8] == b"\0\0\0\0", f"{release.archive.name}: not gzip -n"
+        with gzip.open(release.archive) as f:
+            assert f.read(1)
 
 
 class Repo:
