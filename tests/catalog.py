@@ -6,9 +6,13 @@ It covers every schema whose name starts with ``regate`` (``regate`` today; any 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
+
+from regate_db.migrate import BOOTSTRAP_SQL
+from regate_db.resources import Source
 
 # The schemas a snapshot covers: every one whose name starts with "regate".
 SCHEMAS = "n.nspname like 'regate%'"
@@ -90,3 +94,59 @@ QUERIES: dict[str, str] = {
 def snapshot(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
     """Every catalog fact above, as plain rows (schema_migrations' *contents* are not part of it)."""
     return {name: conn.execute(query).fetchall() for name, query in QUERIES.items()}
+
+
+# Every object in the regate* schemas that a file has to create by name: functions and procedures, tables, views,
+# sequences (not those an identity or serial column makes), triggers (not those behind constraints), policies and
+# types (not the row types of tables, array types or the multirange of a range). Rows: kind, schema, name, label.
+OBJECTS = f"""
+    select 'function', n.nspname, p.proname, p.oid::regprocedure::text
+    from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+    where {SCHEMAS}
+    union all
+    select case c.relkind when 'r' then 'table' when 'p' then 'table' when 'v' then 'view'
+               when 'm' then 'materialized view' when 'S' then 'sequence' when 'f' then 'foreign table' end,
+           n.nspname, c.relname, c.oid::regclass::text
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where {SCHEMAS} and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
+      and not (c.relkind = 'S' and exists (
+          select from pg_depend d
+          where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.refclassid = 'pg_class'::regclass
+            and d.refobjsubid > 0 and d.deptype in ('a', 'i')))
+    union all
+    select 'trigger', n.nspname, t.tgname, format('%I on %s', t.tgname, c.oid::regclass)
+    from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+    where {SCHEMAS} and not t.tgisinternal
+    union all
+    select 'policy', n.nspname, p.polname, format('%I on %s', p.polname, c.oid::regclass)
+    from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
+    where {SCHEMAS}
+    union all
+    select 'type', n.nspname, t.typname, t.oid::regtype::text
+    from pg_type t join pg_namespace n on n.oid = t.typnamespace
+    where {SCHEMAS} and t.typtype <> 'm'
+      and (t.typrelid = 0 or (select c.relkind from pg_class c where c.oid = t.typrelid) = 'c')
+      and not exists (select from pg_type e where e.typarray = t.oid)
+    order by 1, 2, 3, 4"""
+
+
+def objects(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, str]]:
+    """(kind, schema, name, label) of every object in the regate* schemas that a file creates by name."""
+    return [(str(k), str(s), str(n), str(label)) for k, s, n, label in conn.execute(OBJECTS).fetchall()]
+
+
+def shipped_text(source: Source) -> str:
+    """All the SQL regate-db ships: versioned and repeatable files, and the runner's bootstrap."""
+    return "\n".join([BOOTSTRAP_SQL, *(f.text for f in source.versioned()), *(f.text for f in source.repeatable())])
+
+
+def orphans(conn: psycopg.Connection[Any], text: str) -> list[str]:
+    """The objects of the regate* schemas whose name appears nowhere in ``text`` (as a whole identifier): left
+    behind by a rename, or created under a name no file spells out."""
+    words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", text)}
+    quoted = set(re.findall(r'"((?:[^"]|"")+)"', text))
+    return [
+        f"{kind} {label}"
+        for kind, _, name, label in objects(conn)
+        if name not in words and name.replace('"', '""') not in quoted
+    ]
