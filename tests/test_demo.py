@@ -15,7 +15,7 @@ from psycopg import conninfo
 
 from regate_db import gates
 from tests import conftest
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 RELATIVE_REGRESSION = "eval_loss 0.48 is worse than baseline 0.42 by 14.3%, tolerance 5%"
