@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tests.blocking import Blocked
+from tests.helpers import message, refused
 
 MODEL = "gpt-small"
 VALID: dict[str, Any] = {
@@ -27,17 +28,6 @@ VALID: dict[str, Any] = {
     "severity": "critical",
 }
 NUMBERS = ("baseline_value", "threshold", "min_absolute_change", "min_relative_change")
-
-
-def refused(db: psycopg.Connection[Any], sqlstate: str, query: Any, params: Any = None) -> psycopg.Error:
-    with pytest.raises(psycopg.Error) as err:
-        db.execute(query, params)
-    assert err.value.sqlstate == sqlstate, f"expected {sqlstate}, got {err.value.sqlstate}: {err.value}"
-    return err.value
-
-
-def message(err: psycopg.Error) -> str:
-    return err.diag.message_primary or ""
 
 
 def columns_and_values(fields: dict[str, Any]) -> tuple[sql.Composable, sql.Composable]:
@@ -535,6 +525,8 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 INSERT_JOB = "insert into regate.local_training_jobs (model_name, config) values (%s, %s)"
+# A non-object config: refused by the gate-key check (RG005) or by the table's check constraint (23514).
+NON_OBJECT_CONFIG = ("RG005", "23514")
 
 
 def jobs(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
@@ -570,18 +562,10 @@ def test_a_non_object_config_is_refused(db: psycopg.Connection[Any], subtests: p
         with subtests.test(config=raw):
             before = jobs(db)
             insert = "insert into regate.local_training_jobs (model_name, config) values (%s, %s::jsonb)"
-            assert "config" in message(refused_any(db, insert, [MODEL, raw]))
+            assert "config" in message(refused(db, NON_OBJECT_CONFIG, insert, [MODEL, raw]))
             update = "update regate.local_training_jobs set config = %s::jsonb where id = %s"
-            assert "config" in message(refused_any(db, update, [raw, job]))
+            assert "config" in message(refused(db, NON_OBJECT_CONFIG, update, [raw, job]))
             assert jobs(db) == before
-
-
-def refused_any(db: psycopg.Connection[Any], query: str, params: Any) -> psycopg.Error:
-    """A non-object config: refused by the gate-key check (RG005) or by the table's check constraint (23514)."""
-    with pytest.raises(psycopg.Error) as err:
-        db.execute(query, params)
-    assert err.value.sqlstate in ("RG005", "23514"), err.value
-    return err.value
 
 
 def test_any_other_keys_and_well_typed_gate_keys_are_accepted(db: psycopg.Connection[Any]) -> None:

@@ -13,6 +13,8 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from tests.helpers import message, refused
+
 COLUMNS = ("epoch", "train_loss", "eval_loss", "perplexity", "learning_rate", "grad_norm")
 
 
@@ -48,17 +50,6 @@ def final(db: psycopg.Connection[Any], job: uuid.UUID) -> dict[str, Any] | None:
     row = db.execute("select regate.extract_final_metrics(%s)::text", [job]).fetchone()
     assert row is not None
     return None if row[0] is None else json.loads(row[0], parse_int=float, parse_float=float)
-
-
-def refused(db: psycopg.Connection[Any], sqlstate: str, query: Any, params: Any = None) -> psycopg.Error:
-    with pytest.raises(psycopg.Error) as err:
-        db.execute(query, params)
-    assert err.value.sqlstate == sqlstate, f"expected {sqlstate}, got {err.value.sqlstate}: {err.value}"
-    return err.value
-
-
-def message(err: psycopg.Error) -> str:
-    return err.diag.message_primary or ""
 
 
 def count_rows(db: psycopg.Connection[Any], job: uuid.UUID | None = None) -> tuple[int, int]:
