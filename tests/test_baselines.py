@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tests.blocking import Blocked
-from tests.helpers import message, refused
+from tests.helpers import log, message, new_job, refused
 
 MODEL = "gpt-small"
 VALID: dict[str, Any] = {
@@ -332,33 +332,15 @@ def test_concurrent_create_baseline_for_one_key_leaves_one_active(
 # --- create_baselines_from_job ---------------------------------------------------------------------------------
 
 
-def new_job(db: psycopg.Connection[Any], model_name: str = MODEL, model_version: str | None = "v3") -> uuid.UUID:
-    row = db.execute(
-        "insert into regate.local_training_jobs (model_name, model_version, status) values (%s, %s, 'running')"
-        " returning id",
-        [model_name, model_version],
-    ).fetchone()
-    assert row is not None
-    return row[0]
-
-
-def log(db: psycopg.Connection[Any], job: uuid.UUID, step: int, metrics: dict[str, Any], **columns: Any) -> None:
-    names, values = columns_and_values({"job_id": job, "step": step, **columns, "metrics": None})
-    db.execute(
-        sql.SQL("insert into regate.local_training_metrics ({}) values ({})").format(names, values),
-        [job, step, *columns.values(), Jsonb(metrics)],
-    )
-
-
 @pytest.fixture
 def job(db: psycopg.Connection[Any]) -> uuid.UUID:
     """A job with lower-is-better, higher-is-better, unknown-direction and non-finite final metrics."""
-    job = new_job(db)
+    job = new_job(db, MODEL, version="v3")
     log(db, job, 100, {"accuracy": 0.5, "wer": 0.3}, train_loss=2.0, eval_loss=1.5)
     log(db, job, 200, {"accuracy": 0.81, "bleu": 24.5, "wer": 0.12, "diverged": "NaN"}, eval_loss=1 / 3)
     log(db, job, 210, {"exploded": "Infinity"}, train_loss=1.25, perplexity=math.inf)
     # Another job of the same model: its metrics must not be promoted.
-    other = new_job(db)
+    other = new_job(db, MODEL, version="v3")
     log(db, other, 999, {"accuracy": 0.99, "cer": 0.01}, train_loss=0.01)
     return job
 

@@ -15,7 +15,7 @@ from psycopg import conninfo
 
 from regate_db import gates
 from tests import conftest
-from tests.helpers import REPO
+from tests.helpers import REPO, complete, log, new_job
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 RELATIVE_REGRESSION = "eval_loss 0.48 is worse than baseline 0.42 by 14.3%, tolerance 5%"
@@ -135,14 +135,9 @@ def _complete_a_job(conn: psycopg.Connection[Any]) -> str:
         "select regate.create_baseline(model_name => 'm', metric_name => 'eval_loss', baseline_value => 0.4,"
         " threshold => 0.5)"
     )
-    job = uuid.uuid4()
-    conn.execute("insert into regate.local_training_jobs (id, model_name, status) values (%s, 'm', 'running')", (job,))
-    conn.execute("insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 1, 0.9)", (job,))
-    row = conn.execute(
-        "update regate.local_training_jobs set status = 'completed' where id = %s returning validation_status", (job,)
-    ).fetchone()
-    assert row is not None
-    return str(row[0])
+    job = new_job(conn, "m")
+    log(conn, job, 1, eval_loss=0.9)
+    return str(complete(conn, job)[0])
 
 
 def test_gates_off_status_on(

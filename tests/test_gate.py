@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -11,37 +12,11 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.helpers import complete, log, new_job
+
 Conn = psycopg.Connection[Any]
 MODEL = "sentiment-bert"
-
-
-def job(db: Conn, model: str = MODEL, version: str | None = None, config: dict[str, Any] | None = None) -> uuid.UUID:
-    row = db.execute(
-        "insert into regate.local_training_jobs (model_name, model_version, status, config)"
-        " values (%s, %s, 'running', %s) returning id",
-        (model, version, Jsonb(config or {})),
-    ).fetchone()
-    assert row is not None
-    return row[0]  # type: ignore[no-any-return]
-
-
-def log(db: Conn, job_id: uuid.UUID, step: int, metrics: dict[str, Any] | None = None, **columns: float) -> None:
-    names = ", ".join(["job_id", "step", "metrics", *columns])
-    marks = ", ".join(["%s"] * (3 + len(columns)))
-    db.execute(
-        f"insert into regate.local_training_metrics ({names}) values ({marks})",
-        (job_id, step, Jsonb(metrics or {}), *columns.values()),
-    )
-
-
-def complete(db: Conn, job_id: uuid.UUID) -> tuple[str | None, int | None]:
-    row = db.execute(
-        "update regate.local_training_jobs set status = 'completed' where id = %s"
-        " returning validation_status, validation_result_id",
-        (job_id,),
-    ).fetchone()
-    assert row is not None
-    return row[0], row[1]
+job = functools.partial(new_job, model=MODEL)  # the jobs of this module are of MODEL unless they say otherwise
 
 
 def result(db: Conn, result_id: int) -> dict[str, Any]:

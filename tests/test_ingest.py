@@ -13,36 +13,9 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from tests.helpers import message, refused
+from tests.helpers import complete, log, message, new_job, refused
 
 COLUMNS = ("epoch", "train_loss", "eval_loss", "perplexity", "learning_rate", "grad_norm")
-
-
-def new_job(db: psycopg.Connection[Any], model_name: str = "gpt-small", **fields: Any) -> uuid.UUID:
-    names = ["model_name", *fields]
-    row = db.execute(
-        sql.SQL("insert into regate.local_training_jobs ({}) values ({}) returning id").format(
-            sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(sql.Placeholder() * len(names))
-        ),
-        [model_name, *fields.values()],
-    ).fetchone()
-    assert row is not None
-    return row[0]
-
-
-def log(
-    db: psycopg.Connection[Any], job: uuid.UUID, step: int, metrics: dict[str, Any] | None = None, **columns: Any
-) -> int:
-    """Insert one metric row (fixed columns as keyword arguments, `metrics` as jsonb); returns its id."""
-    names = ["job_id", "step", *columns, "metrics"]
-    row = db.execute(
-        sql.SQL("insert into regate.local_training_metrics ({}) values ({}) returning id").format(
-            sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(sql.Placeholder() * len(names))
-        ),
-        [job, step, *columns.values(), Jsonb(metrics or {})],
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def final(db: psycopg.Connection[Any], job: uuid.UUID) -> dict[str, Any] | None:
@@ -61,10 +34,6 @@ def count_rows(db: psycopg.Connection[Any], job: uuid.UUID | None = None) -> tup
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
-
-
-def complete(db: psycopg.Connection[Any], job: uuid.UUID) -> None:
-    db.execute("update regate.local_training_jobs set status = 'completed' where id = %s", [job])
 
 
 INSERT_RAW = "insert into regate.local_training_metrics (job_id, step, metrics) values (%s, %s, %s::jsonb)"
