@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,11 @@ from psycopg.types.json import Jsonb
 Conn = psycopg.Connection[Any]
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def run(cmd: list[str], env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` (e.g. the regate_cmd fixture) with `args` in `env`, capturing its output, whatever its exit code."""
+    return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def new_job(

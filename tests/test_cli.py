@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import psycopg
@@ -11,10 +10,7 @@ import pytest
 from regate_db.connect import NO_DATABASE_HELP, resolve_dsn
 from regate_db.resources import default_source
 from tests.conftest import ServerInfo
-
-
-def run(cmd: list[str], env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+from tests.helpers import run
 
 
 def test_resolution_order() -> None:

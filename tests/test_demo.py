@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,14 +14,10 @@ from psycopg import conninfo
 
 from regate_db import gates
 from tests import conftest
-from tests.helpers import REPO, complete, log, new_job
+from tests.helpers import REPO, complete, log, new_job, run
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 RELATIVE_REGRESSION = "eval_loss 0.48 is worse than baseline 0.42 by 14.3%, tolerance 5%"
-
-
-def run(cmd: list[str], env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def verdicts(stdout: str) -> list[tuple[str, str]]:
