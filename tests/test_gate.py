@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import threading
 import time
 import uuid
 from typing import Any
@@ -12,6 +11,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.blocking import Blocked
 from tests.helpers import complete, log, new_job
 
 Conn = psycopg.Connection[Any]
@@ -271,59 +271,38 @@ def test_completing_again_after_a_rerun_validates_again(db: Conn, baselines: dic
 def test_concurrent_completion_validates_exactly_once(db_dsn: str, db: Conn, baselines: dict[str, int]) -> None:
     j = job(db)
     log(db, j, 1, eval_loss=0.40, perplexity=12.0, metrics={"accuracy": 0.9})
-    barrier = threading.Barrier(2)
     outcomes: list[tuple[Any, ...] | None] = []
-    errors: list[BaseException] = []
 
-    def finish() -> None:
-        try:
-            with psycopg.connect(db_dsn) as conn:
-                conn.execute("select 1")
-                barrier.wait(timeout=10)
-                outcomes.append(
-                    conn.execute(
-                        "update regate.local_training_jobs set status = 'completed' where id = %s"
-                        " and status <> 'completed' returning validation_result_id",
-                        (j,),
-                    ).fetchone()
-                )
-                time.sleep(0.2)  # hold the row lock: the other session must wait, then see the completed row
-                conn.commit()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+    def finish(conn: Conn) -> tuple[Any, ...] | None:
+        return conn.execute(
+            "update regate.local_training_jobs set status = 'completed' where id = %s"
+            " and status <> 'completed' returning validation_result_id",
+            (j,),
+        ).fetchone()
 
-    threads = [threading.Thread(target=finish) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors
+    with psycopg.connect(db_dsn) as first, psycopg.connect(db_dsn) as second:
+        outcomes.append(finish(first))
+        # The first holds the row lock: the other session must wait, then see the completed row.
+        waiting = Blocked(db, second, finish)
+        first.commit()
+        outcomes.append(waiting.join())
+        second.commit()
     assert sorted(o is None for o in outcomes) == [False, True]
     assert db.execute("select count(*) from regate.validation_results where job_id = %s", (j,)).fetchone() == (1,)
 
     # Without the guard in the WHERE clause the second session's update applies to the completed row: still
     # exactly one validation, because the trigger fires on entering completed only.
     k = job(db)
-    barrier.reset()
-    outcomes.clear()
 
-    def finish_unguarded() -> None:
-        try:
-            with psycopg.connect(db_dsn) as conn:
-                conn.execute("select 1")
-                barrier.wait(timeout=10)
-                conn.execute("update regate.local_training_jobs set status = 'completed' where id = %s", (k,))
-                time.sleep(0.2)
-                conn.commit()
-        except BaseException as exc:  # pragma: no cover
-            errors.append(exc)
+    def finish_unguarded(conn: Conn) -> None:
+        conn.execute("update regate.local_training_jobs set status = 'completed' where id = %s", (k,))
 
-    threads = [threading.Thread(target=finish_unguarded) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors
+    with psycopg.connect(db_dsn) as first, psycopg.connect(db_dsn) as second:
+        finish_unguarded(first)
+        waiting = Blocked(db, second, finish_unguarded)
+        first.commit()
+        waiting.join()
+        second.commit()
     assert db.execute("select count(*) from regate.validation_results where job_id = %s", (k,)).fetchone() == (1,)
 
 
@@ -333,14 +312,10 @@ def test_metrics_racing_a_completion_never_leave_a_stale_verdict(db_dsn: str, db
     log(db, j, 1, eval_loss=0.90)
     with psycopg.connect(db_dsn) as ingest, psycopg.connect(db_dsn, autocommit=True) as finisher:
         ingest.execute("insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 2, 0.40)", (j,))
-        done: list[Any] = []
-        t = threading.Thread(target=lambda: done.append(complete(finisher, j)))
-        t.start()
-        time.sleep(0.3)
-        assert not done, "completion must wait for the uncommitted metrics of the job"
+        waiting = Blocked(db, finisher, complete, j)  # completion must wait for the uncommitted metrics of the job
         ingest.commit()
-        t.join(timeout=10)
-    assert done and done[0][0] == "passed"  # the verdict saw the metric committed before it
+        done = waiting.join()
+    assert done[0] == "passed"  # the verdict saw the metric committed before it
 
 
 def test_verdicts_are_append_only_and_keep_their_job(db: Conn, baselines: dict[str, int]) -> None:
