@@ -192,7 +192,12 @@ def test_version_specific_baseline_wins_over_the_generic_one(db: Conn) -> None:
     status, result_id = complete(db, v1)
     checks = result(db, result_id)["checks"]  # type: ignore[arg-type]
     assert [c["baseline_id"] for c in checks] == [generic] and status == "passed"
-    assert other not in (generic, specific)
+    # The v3 baseline judged neither job because of its version, not because it is dead: it judges a v3 job.
+    v3 = job(db, version="v3")
+    log(db, v3, 1, eval_loss=0.45)
+    status, result_id = complete(db, v3)
+    checks = result(db, result_id)["checks"]  # type: ignore[arg-type]
+    assert [c["baseline_id"] for c in checks] == [other] and status == "failed"
 
 
 def test_superseded_and_inactive_baselines_do_not_apply(db: Conn) -> None:
