@@ -236,13 +236,14 @@ def test_create_baseline_replaces_the_active_baseline_and_keeps_history(db: psyc
 
 def test_a_refused_create_baseline_leaves_the_previous_one_active(db: psycopg.Connection[Any]) -> None:
     kept = create_baseline(db, metric_name="accuracy", greater_is_better=True, threshold=0.7)
-    for args, sqlstate in [
+    refusals: list[tuple[dict[str, Any], str]] = [
         ({"greater_is_better": True, "threshold": math.nan}, "RG004"),
         ({"greater_is_better": True}, "RG004"),
         ({"greater_is_better": True, "min_relative_change": 0.1}, "RG004"),
         ({"greater_is_better": True, "threshold": 0.7, "severity": "blocker"}, "RG004"),
         ({"threshold": 0.9}, "RG007"),
-    ]:
+    ]
+    for args, sqlstate in refusals:
         with pytest.raises(psycopg.Error) as err:
             create_baseline(db, metric_name="accuracy", **args)
         assert err.value.sqlstate == sqlstate, (args, err.value)

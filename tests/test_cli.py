@@ -47,7 +47,9 @@ def test_environment_variables_are_used_in_order(db_dsn: str, cli_env: dict[str,
         env["PGPASSWORD"] = str(params["password"])
     proc = run(regate_cmd, env, "status")
     assert proc.returncode == 0, proc.stderr
-    assert "schema version:  " + default_source().versioned()[-1].version in proc.stdout
+    latest = default_source().versioned()[-1].version
+    assert latest is not None
+    assert "schema version:  " + latest in proc.stdout
 
 
 def test_migrate_twice_says_nothing_to_do(empty_db: str, cli_env: dict[str, str], regate_cmd: list[str]) -> None:

@@ -13,7 +13,7 @@ from tests.helpers import message, new_job, refused
 
 MODEL = "gpt-small"
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "enableRegressionGates": True,
     "blockOnCriticalFailures": False,
     "regressionGateConfig": {"requireBaselines": False, "metricsToValidate": None, "failOpen": True},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -385,14 +386,14 @@ def test_admin_session_setting_turns_the_gate_off_for_that_session_only(db: Conn
 
 
 @pytest.fixture
-def tenant(db: Conn, db_dsn: str) -> str:
+def tenant(db: Conn, db_dsn: str) -> Iterator[str]:
     """A login role that may use the gate tables but owns nothing: the people the gate judges."""
     name = f"regate_tenant_{uuid.uuid4().hex[:8]}"
     db.execute(f"create role {name} login password 'tenant-pw'")
     db.execute(f"grant usage on schema regate to {name}")
     db.execute(f"grant select, insert, update on regate.local_training_jobs, regate.local_training_metrics to {name}")
     db.execute(f"grant select on regate.validation_results to {name}")
-    yield psycopg.conninfo.make_conninfo(db_dsn, user=name, password="tenant-pw")  # type: ignore[misc]
+    yield psycopg.conninfo.make_conninfo(db_dsn, user=name, password="tenant-pw")
     db.execute(f"drop owned by {name}")
     db.execute(f"drop role {name}")
 

@@ -60,8 +60,8 @@ def test_gates_off_status_on(
     assert on.stdout.startswith("regression gates are now ON for every job")
     assert "reason: INC-142 fixed" in on.stdout
     assert "already ON" in run(regate_cmd, cli_env, "--dsn", db_dsn, "gates", "on").stdout
-    status = run(regate_cmd, cli_env, "--dsn", db_dsn, "gates", "status").stdout
-    assert status.startswith("regression gates: ON since ") and "INC-142 fixed" in status
+    status = run(regate_cmd, cli_env, "--dsn", db_dsn, "gates", "status")
+    assert status.stdout.startswith("regression gates: ON since ") and "INC-142 fixed" in status.stdout
     assert _complete_a_job(db) == "failed"  # validated again (eval_loss 0.9 is above the threshold 0.5)
 
 

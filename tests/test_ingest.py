@@ -44,7 +44,7 @@ INSERT_RAW = "insert into regate.local_training_metrics (job_id, step, metrics) 
 
 def test_numbers_and_the_three_special_strings_are_accepted(db: psycopg.Connection[Any]) -> None:
     job = new_job(db)
-    accepted = {
+    accepted: dict[str, float | str] = {
         "accuracy": 0.91,
         "tokens": 123456789,
         "negative": -2.5,
@@ -212,11 +212,12 @@ def test_metric_rows_cannot_be_updated_deleted_or_truncated(db: psycopg.Connecti
     log(db, job, 2, {"accuracy": 0.6}, train_loss=1.5)
     before = db.execute("select * from regate.local_training_metrics order by id").fetchall()
 
-    for statement, params in [
+    updates: list[tuple[str, list[Any] | None]] = [
         ("update regate.local_training_metrics set train_loss = 0.1 where id = %s", [first]),
         ("update regate.local_training_metrics set metrics = '{\"accuracy\": 0.99}' where job_id = %s", [job]),
         ("update regate.local_training_metrics set step = step + 100", None),
-    ]:
+    ]
+    for statement, params in updates:
         err = refused(db, "RG003", statement, params)
         assert "append-only" in message(err)
         assert "update" in message(err)
