@@ -26,6 +26,9 @@ class Blocked:
             ).fetchone()
             if row is not None and row[0] == "Lock":
                 return
+            if not self.thread.is_alive():
+                self.join()  # the call's own error, if it raised one
+                raise AssertionError("the second session's call returned without waiting for a lock")
             time.sleep(0.01)
         raise AssertionError("the second session never waited for a lock")
 

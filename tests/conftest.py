@@ -22,8 +22,7 @@ from pytest_postgresql import factories
 
 from regate_db import connect as connect_mod
 from regate_db.migrate import migrate
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
 
 
 @dataclass

@@ -1,8 +1,7 @@
-"""Baselines (their rules, create_baseline, create_baselines_from_job) and the gate keys of a job's config."""
+"""Baselines: their rules, create_baseline, create_baselines_from_job."""
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from typing import Any
@@ -14,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tests.blocking import Blocked
+from tests.helpers import log, message, new_job, refused
 
 MODEL = "gpt-small"
 VALID: dict[str, Any] = {
@@ -27,17 +27,6 @@ VALID: dict[str, Any] = {
     "severity": "critical",
 }
 NUMBERS = ("baseline_value", "threshold", "min_absolute_change", "min_relative_change")
-
-
-def refused(db: psycopg.Connection[Any], sqlstate: str, query: Any, params: Any = None) -> psycopg.Error:
-    with pytest.raises(psycopg.Error) as err:
-        db.execute(query, params)
-    assert err.value.sqlstate == sqlstate, f"expected {sqlstate}, got {err.value.sqlstate}: {err.value}"
-    return err.value
-
-
-def message(err: psycopg.Error) -> str:
-    return err.diag.message_primary or ""
 
 
 def columns_and_values(fields: dict[str, Any]) -> tuple[sql.Composable, sql.Composable]:
@@ -247,13 +236,14 @@ def test_create_baseline_replaces_the_active_baseline_and_keeps_history(db: psyc
 
 def test_a_refused_create_baseline_leaves_the_previous_one_active(db: psycopg.Connection[Any]) -> None:
     kept = create_baseline(db, metric_name="accuracy", greater_is_better=True, threshold=0.7)
-    for args, sqlstate in [
+    refusals: list[tuple[dict[str, Any], str]] = [
         ({"greater_is_better": True, "threshold": math.nan}, "RG004"),
         ({"greater_is_better": True}, "RG004"),
         ({"greater_is_better": True, "min_relative_change": 0.1}, "RG004"),
         ({"greater_is_better": True, "threshold": 0.7, "severity": "blocker"}, "RG004"),
         ({"threshold": 0.9}, "RG007"),
-    ]:
+    ]
+    for args, sqlstate in refusals:
         with pytest.raises(psycopg.Error) as err:
             create_baseline(db, metric_name="accuracy", **args)
         assert err.value.sqlstate == sqlstate, (args, err.value)
@@ -342,33 +332,15 @@ def test_concurrent_create_baseline_for_one_key_leaves_one_active(
 # --- create_baselines_from_job ---------------------------------------------------------------------------------
 
 
-def new_job(db: psycopg.Connection[Any], model_name: str = MODEL, model_version: str | None = "v3") -> uuid.UUID:
-    row = db.execute(
-        "insert into regate.local_training_jobs (model_name, model_version, status) values (%s, %s, 'running')"
-        " returning id",
-        [model_name, model_version],
-    ).fetchone()
-    assert row is not None
-    return row[0]
-
-
-def log(db: psycopg.Connection[Any], job: uuid.UUID, step: int, metrics: dict[str, Any], **columns: Any) -> None:
-    names, values = columns_and_values({"job_id": job, "step": step, **columns, "metrics": None})
-    db.execute(
-        sql.SQL("insert into regate.local_training_metrics ({}) values ({})").format(names, values),
-        [job, step, *columns.values(), Jsonb(metrics)],
-    )
-
-
 @pytest.fixture
 def job(db: psycopg.Connection[Any]) -> uuid.UUID:
     """A job with lower-is-better, higher-is-better, unknown-direction and non-finite final metrics."""
-    job = new_job(db)
+    job = new_job(db, MODEL, version="v3")
     log(db, job, 100, {"accuracy": 0.5, "wer": 0.3}, train_loss=2.0, eval_loss=1.5)
     log(db, job, 200, {"accuracy": 0.81, "bleu": 24.5, "wer": 0.12, "diverged": "NaN"}, eval_loss=1 / 3)
     log(db, job, 210, {"exploded": "Infinity"}, train_loss=1.25, perplexity=math.inf)
     # Another job of the same model: its metrics must not be promoted.
-    other = new_job(db)
+    other = new_job(db, MODEL, version="v3")
     log(db, other, 999, {"accuracy": 0.99, "cer": 0.01}, train_loss=0.01)
     return job
 
@@ -494,179 +466,3 @@ def test_promoted_values_are_bit_identical(db: psycopg.Connection[Any]) -> None:
     expected = {**values, "eval_loss": 0.30000000000000004}
     assert got == expected
     assert {k: float.hex(v) for k, v in got.items()} == {k: float.hex(v) for k, v in expected.items()}
-
-
-# --- job config ------------------------------------------------------------------------------------------------
-
-DEFAULTS = {
-    "enableRegressionGates": True,
-    "blockOnCriticalFailures": False,
-    "regressionGateConfig": {"requireBaselines": False, "metricsToValidate": None, "failOpen": True},
-}
-
-
-def gate(**keys: Any) -> dict[str, Any]:
-    return {"regressionGateConfig": keys}
-
-
-BAD_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
-    "enable as string": ({"enableRegressionGates": "true"}, "config.enableRegressionGates"),
-    "enable as number": ({"enableRegressionGates": 1}, "config.enableRegressionGates"),
-    "enable null": ({"enableRegressionGates": None}, "config.enableRegressionGates"),
-    "block as string": ({"blockOnCriticalFailures": "false"}, "config.blockOnCriticalFailures"),
-    "block as number": ({"blockOnCriticalFailures": 0}, "config.blockOnCriticalFailures"),
-    "gate config as array": ({"regressionGateConfig": []}, "config.regressionGateConfig"),
-    "gate config as string": ({"regressionGateConfig": "strict"}, "config.regressionGateConfig"),
-    "gate config as boolean": ({"regressionGateConfig": True}, "config.regressionGateConfig"),
-    "gate config null": ({"regressionGateConfig": None}, "config.regressionGateConfig"),
-    "requireBaselines as string": (gate(requireBaselines="yes"), "config.regressionGateConfig.requireBaselines"),
-    "requireBaselines null": (gate(requireBaselines=None), "config.regressionGateConfig.requireBaselines"),
-    "failOpen as string": (gate(failOpen="false"), "config.regressionGateConfig.failOpen"),
-    "failOpen as number": (gate(failOpen=0), "config.regressionGateConfig.failOpen"),
-    "failOpen null": (gate(failOpen=None), "config.regressionGateConfig.failOpen"),
-    "metrics as string": (gate(metricsToValidate="eval_loss"), "config.regressionGateConfig.metricsToValidate"),
-    "metrics as object": (gate(metricsToValidate={"eval_loss": True}), "config.regressionGateConfig.metricsToValidate"),
-    "metrics as boolean": (gate(metricsToValidate=True), "config.regressionGateConfig.metricsToValidate"),
-    "metric as number": (gate(metricsToValidate=["eval_loss", 1]), "config.regressionGateConfig.metricsToValidate"),
-    "metric empty": (gate(metricsToValidate=[""]), "config.regressionGateConfig.metricsToValidate"),
-    "metric blank": (gate(metricsToValidate=["eval_loss", "  "]), "config.regressionGateConfig.metricsToValidate"),
-    "metric null": (gate(metricsToValidate=[None]), "config.regressionGateConfig.metricsToValidate"),
-    "metric nested": (gate(metricsToValidate=[["eval_loss"]]), "config.regressionGateConfig.metricsToValidate"),
-}
-
-INSERT_JOB = "insert into regate.local_training_jobs (model_name, config) values (%s, %s)"
-
-
-def jobs(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-    return db.execute("select id, config from regate.local_training_jobs order by id").fetchall()
-
-
-def test_a_mistyped_gate_key_is_refused_at_insert_and_update(
-    db: psycopg.Connection[Any], subtests: pytest.Subtests
-) -> None:
-    job = new_job(db)
-    for label, (config, key) in BAD_CONFIGS.items():
-        with subtests.test(label, config=config):
-            config = {"learning_rate": 3e-4, **config}
-            before = jobs(db)
-            err = refused(db, "RG005", INSERT_JOB, [MODEL, Jsonb(config)])
-            assert f"{key} must" in message(err)
-            update = "update regate.local_training_jobs set config = %s where id = %s"
-            err = refused(db, "RG005", update, [Jsonb(config), job])
-            assert f"{key} must" in message(err)
-            # Merged into the existing config, as a partial update would do it.
-            merge = "update regate.local_training_jobs set config = config || %s where id = %s"
-            err = refused(db, "RG005", merge, [Jsonb(config), job])
-            assert f"{key} must" in message(err)
-            assert jobs(db) == before
-            # regate.effective_config refuses it too.
-            err = refused(db, "RG005", "select regate.effective_config(%s)", [Jsonb(config)])
-            assert f"{key} must" in message(err)
-
-
-def test_a_non_object_config_is_refused(db: psycopg.Connection[Any], subtests: pytest.Subtests) -> None:
-    job = new_job(db)
-    for raw in ["[]", '["enableRegressionGates"]', '"strict"', "1", "true", "null"]:
-        with subtests.test(config=raw):
-            before = jobs(db)
-            insert = "insert into regate.local_training_jobs (model_name, config) values (%s, %s::jsonb)"
-            assert "config" in message(refused_any(db, insert, [MODEL, raw]))
-            update = "update regate.local_training_jobs set config = %s::jsonb where id = %s"
-            assert "config" in message(refused_any(db, update, [raw, job]))
-            assert jobs(db) == before
-
-
-def refused_any(db: psycopg.Connection[Any], query: str, params: Any) -> psycopg.Error:
-    """A non-object config: refused by the gate-key check (RG005) or by the table's check constraint (23514)."""
-    with pytest.raises(psycopg.Error) as err:
-        db.execute(query, params)
-    assert err.value.sqlstate in ("RG005", "23514"), err.value
-    return err.value
-
-
-def test_any_other_keys_and_well_typed_gate_keys_are_accepted(db: psycopg.Connection[Any]) -> None:
-    configs = [
-        {},
-        {"learning_rate": 3e-4, "optimizer": {"name": "adamw", "betas": [0.9, 0.999]}, "tags": None, "x": "y"},
-        {
-            "enableRegressionGates": False,
-            "blockOnCriticalFailures": True,
-            "regressionGateConfig": {
-                "requireBaselines": True,
-                "metricsToValidate": ["eval_loss", "accuracy"],
-                "failOpen": False,
-            },
-        },
-        gate(metricsToValidate=None),
-        gate(),
-    ]
-    for config in configs:
-        db.execute(INSERT_JOB, [MODEL, Jsonb(config)])
-    job = new_job(db)
-    db.execute("update regate.local_training_jobs set config = %s where id = %s", [Jsonb(configs[2]), job])
-    stored = db.execute("select config from regate.local_training_jobs order by created_at, id").fetchall()
-    assert sorted(json.dumps(c, sort_keys=True) for (c,) in stored) == sorted(
-        json.dumps(c, sort_keys=True) for c in [*configs, configs[2]]
-    )
-
-
-@pytest.mark.parametrize(
-    ("config", "problem"),
-    [
-        ({"blockOnCriticalFailure": True}, "config.blockOnCriticalFailure is not a gate key: did you mean "
-         "blockOnCriticalFailures?"),
-        ({"BlockOnCriticalFailures": True}, "did you mean blockOnCriticalFailures?"),
-        ({"enableRegresionGates": False}, "did you mean enableRegressionGates?"),
-        ({"enableRegressionGatess": False}, "did you mean enableRegressionGates?"),
-        ({"regresionGateConfig": {}}, "did you mean regressionGateConfig?"),
-        ({"regressionGateConfig": {"failopen": True}}, "config.regressionGateConfig.failopen is not a gate key: "
-         "did you mean failOpen?"),
-        ({"regressionGateConfig": {"requireBaseline": True}}, "did you mean requireBaselines?"),
-        ({"regressionGateConfig": {"notes": "x"}}, "config.regressionGateConfig.notes is not a gate key (known: "),
-    ],
-)
-def test_a_misspelt_gate_key_is_refused_with_a_suggestion(
-    db: psycopg.Connection[Any], config: dict[str, Any], problem: str
-) -> None:
-    """Silence is the enemy of a gate: a typo in a gate key must never look like a pass."""
-    with pytest.raises(psycopg.Error) as err:
-        db.execute(INSERT_JOB, [MODEL, Jsonb(config)])
-    assert err.value.sqlstate == "RG005"
-    assert problem in str(err.value)
-
-
-def effective(db: psycopg.Connection[Any], config: dict[str, Any]) -> dict[str, Any]:
-    row = db.execute("select regate.effective_config(%s)", [Jsonb(config)]).fetchone()
-    assert row is not None
-    return {
-        "enableRegressionGates": row[0]["enableRegressionGates"],
-        "blockOnCriticalFailures": row[0]["blockOnCriticalFailures"],
-        "regressionGateConfig": {k: row[0]["regressionGateConfig"][k] for k in DEFAULTS["regressionGateConfig"]},
-    }
-
-
-def test_effective_config_is_the_defaults_overridden_by_the_job(db: psycopg.Connection[Any]) -> None:
-    assert effective(db, {}) == DEFAULTS
-    assert effective(db, {"learning_rate": 0.1, "regressionGateConfig": {}}) == DEFAULTS
-    assert effective(db, {"blockOnCriticalFailures": True, **gate(failOpen=False)}) == {
-        "enableRegressionGates": True,
-        "blockOnCriticalFailures": True,
-        "regressionGateConfig": {"requireBaselines": False, "metricsToValidate": None, "failOpen": False},
-    }
-    full = {
-        "enableRegressionGates": False,
-        "blockOnCriticalFailures": True,
-        "regressionGateConfig": {"requireBaselines": True, "metricsToValidate": ["eval_loss"], "failOpen": False},
-    }
-    assert effective(db, {**full, "epochs": 3}) == full
-    assert effective(db, gate(metricsToValidate=None, requireBaselines=True))["regressionGateConfig"] == {
-        "requireBaselines": True,
-        "metricsToValidate": None,
-        "failOpen": True,
-    }
-    # On a stored job config.
-    db.execute(INSERT_JOB, [MODEL, Jsonb({**full, "epochs": 3})])
-    row = db.execute("select regate.effective_config(config) from regate.local_training_jobs").fetchone()
-    assert row is not None
-    assert row[0]["regressionGateConfig"]["metricsToValidate"] == ["eval_loss"]
-    assert row[0]["enableRegressionGates"] is False

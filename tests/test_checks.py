@@ -26,6 +26,7 @@ from mlflow.models.evaluation.validation import MetricThreshold, ModelValidation
 from psycopg.types.json import Jsonb
 
 from regate_db.migrate import migrate
+from tests.helpers import complete, new_job
 
 Conn = psycopg.Connection[Any]
 Result = tuple[str, list[str], float | None]
@@ -673,17 +674,14 @@ def test_observed_is_the_exact_number(db: Conn, value: float) -> None:
 def test_a_completed_job_check_carries_the_step(db: Conn) -> None:
     """Through the completion trigger (not run_gate) a check names the step its value was logged at."""
     db.execute("select regate.create_baseline('j', 'eval_loss', 0.43, false, min_relative_change => -0.05)")
-    row = db.execute(
-        "insert into regate.local_training_jobs (model_name, status) values ('j', 'running') returning id"
-    ).fetchone()
-    assert row is not None
+    job = new_job(db, "j")
     db.execute(
         "insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 100, 0.3), (%s, 1200, 0.52)",
-        (row[0], row[0]),
+        (job, job),
     )
-    db.execute("update regate.local_training_jobs set status = 'completed' where id = %s", (row[0],))
+    complete(db, job)
     result = db.execute(
-        "select r.status, r.checks from regate.validation_results as r where r.job_id = %s", (row[0],)
+        "select r.status, r.checks from regate.validation_results as r where r.job_id = %s", (job,)
     ).fetchone()
     assert result is not None
     status, (check,) = result

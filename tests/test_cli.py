@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import psycopg
@@ -11,10 +10,7 @@ import pytest
 from regate_db.connect import NO_DATABASE_HELP, resolve_dsn
 from regate_db.resources import default_source
 from tests.conftest import ServerInfo
-
-
-def run(cmd: list[str], env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+from tests.helpers import run
 
 
 def test_resolution_order() -> None:
@@ -51,7 +47,9 @@ def test_environment_variables_are_used_in_order(db_dsn: str, cli_env: dict[str,
         env["PGPASSWORD"] = str(params["password"])
     proc = run(regate_cmd, env, "status")
     assert proc.returncode == 0, proc.stderr
-    assert "schema version:  " + default_source().versioned()[-1].version in proc.stdout
+    latest = default_source().versioned()[-1].version
+    assert latest is not None
+    assert "schema version:  " + latest in proc.stdout
 
 
 def test_migrate_twice_says_nothing_to_do(empty_db: str, cli_env: dict[str, str], regate_cmd: list[str]) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
+
 SQL_REFERENCE = REPO / "docs" / "sql-reference.md"
 README = REPO / "README.md"
 JSON_OIDS = {114, 3802}  # json, jsonb

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,37 +12,12 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.blocking import Blocked
+from tests.helpers import complete, log, new_job
+
 Conn = psycopg.Connection[Any]
 MODEL = "sentiment-bert"
-
-
-def job(db: Conn, model: str = MODEL, version: str | None = None, config: dict[str, Any] | None = None) -> uuid.UUID:
-    row = db.execute(
-        "insert into regate.local_training_jobs (model_name, model_version, status, config)"
-        " values (%s, %s, 'running', %s) returning id",
-        (model, version, Jsonb(config or {})),
-    ).fetchone()
-    assert row is not None
-    return row[0]  # type: ignore[no-any-return]
-
-
-def log(db: Conn, job_id: uuid.UUID, step: int, metrics: dict[str, Any] | None = None, **columns: float) -> None:
-    names = ", ".join(["job_id", "step", "metrics", *columns])
-    marks = ", ".join(["%s"] * (3 + len(columns)))
-    db.execute(
-        f"insert into regate.local_training_metrics ({names}) values ({marks})",
-        (job_id, step, Jsonb(metrics or {}), *columns.values()),
-    )
-
-
-def complete(db: Conn, job_id: uuid.UUID) -> tuple[str | None, int | None]:
-    row = db.execute(
-        "update regate.local_training_jobs set status = 'completed' where id = %s"
-        " returning validation_status, validation_result_id",
-        (job_id,),
-    ).fetchone()
-    assert row is not None
-    return row[0], row[1]
+job = functools.partial(new_job, model=MODEL)  # the jobs of this module are of MODEL unless they say otherwise
 
 
 def result(db: Conn, result_id: int) -> dict[str, Any]:
@@ -218,7 +193,12 @@ def test_version_specific_baseline_wins_over_the_generic_one(db: Conn) -> None:
     status, result_id = complete(db, v1)
     checks = result(db, result_id)["checks"]  # type: ignore[arg-type]
     assert [c["baseline_id"] for c in checks] == [generic] and status == "passed"
-    assert other not in (generic, specific)
+    # The v3 baseline judged neither job because of its version, not because it is dead: it judges a v3 job.
+    v3 = job(db, version="v3")
+    log(db, v3, 1, eval_loss=0.45)
+    status, result_id = complete(db, v3)
+    checks = result(db, result_id)["checks"]  # type: ignore[arg-type]
+    assert [c["baseline_id"] for c in checks] == [other] and status == "failed"
 
 
 def test_superseded_and_inactive_baselines_do_not_apply(db: Conn) -> None:
@@ -297,59 +277,38 @@ def test_completing_again_after_a_rerun_validates_again(db: Conn, baselines: dic
 def test_concurrent_completion_validates_exactly_once(db_dsn: str, db: Conn, baselines: dict[str, int]) -> None:
     j = job(db)
     log(db, j, 1, eval_loss=0.40, perplexity=12.0, metrics={"accuracy": 0.9})
-    barrier = threading.Barrier(2)
     outcomes: list[tuple[Any, ...] | None] = []
-    errors: list[BaseException] = []
 
-    def finish() -> None:
-        try:
-            with psycopg.connect(db_dsn) as conn:
-                conn.execute("select 1")
-                barrier.wait(timeout=10)
-                outcomes.append(
-                    conn.execute(
-                        "update regate.local_training_jobs set status = 'completed' where id = %s"
-                        " and status <> 'completed' returning validation_result_id",
-                        (j,),
-                    ).fetchone()
-                )
-                time.sleep(0.2)  # hold the row lock: the other session must wait, then see the completed row
-                conn.commit()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+    def finish(conn: Conn) -> tuple[Any, ...] | None:
+        return conn.execute(
+            "update regate.local_training_jobs set status = 'completed' where id = %s"
+            " and status <> 'completed' returning validation_result_id",
+            (j,),
+        ).fetchone()
 
-    threads = [threading.Thread(target=finish) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors
+    with psycopg.connect(db_dsn) as first, psycopg.connect(db_dsn) as second:
+        outcomes.append(finish(first))
+        # The first holds the row lock: the other session must wait, then see the completed row.
+        waiting = Blocked(db, second, finish)
+        first.commit()
+        outcomes.append(waiting.join())
+        second.commit()
     assert sorted(o is None for o in outcomes) == [False, True]
     assert db.execute("select count(*) from regate.validation_results where job_id = %s", (j,)).fetchone() == (1,)
 
     # Without the guard in the WHERE clause the second session's update applies to the completed row: still
     # exactly one validation, because the trigger fires on entering completed only.
     k = job(db)
-    barrier.reset()
-    outcomes.clear()
 
-    def finish_unguarded() -> None:
-        try:
-            with psycopg.connect(db_dsn) as conn:
-                conn.execute("select 1")
-                barrier.wait(timeout=10)
-                conn.execute("update regate.local_training_jobs set status = 'completed' where id = %s", (k,))
-                time.sleep(0.2)
-                conn.commit()
-        except BaseException as exc:  # pragma: no cover
-            errors.append(exc)
+    def finish_unguarded(conn: Conn) -> None:
+        conn.execute("update regate.local_training_jobs set status = 'completed' where id = %s", (k,))
 
-    threads = [threading.Thread(target=finish_unguarded) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors
+    with psycopg.connect(db_dsn) as first, psycopg.connect(db_dsn) as second:
+        finish_unguarded(first)
+        waiting = Blocked(db, second, finish_unguarded)
+        first.commit()
+        waiting.join()
+        second.commit()
     assert db.execute("select count(*) from regate.validation_results where job_id = %s", (k,)).fetchone() == (1,)
 
 
@@ -359,14 +318,10 @@ def test_metrics_racing_a_completion_never_leave_a_stale_verdict(db_dsn: str, db
     log(db, j, 1, eval_loss=0.90)
     with psycopg.connect(db_dsn) as ingest, psycopg.connect(db_dsn, autocommit=True) as finisher:
         ingest.execute("insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 2, 0.40)", (j,))
-        done: list[Any] = []
-        t = threading.Thread(target=lambda: done.append(complete(finisher, j)))
-        t.start()
-        time.sleep(0.3)
-        assert not done, "completion must wait for the uncommitted metrics of the job"
+        waiting = Blocked(db, finisher, complete, j)  # completion must wait for the uncommitted metrics of the job
         ingest.commit()
-        t.join(timeout=10)
-    assert done and done[0][0] == "passed"  # the verdict saw the metric committed before it
+        done = waiting.join()
+    assert done[0] == "passed"  # the verdict saw the metric committed before it
 
 
 def test_verdicts_are_append_only_and_keep_their_job(db: Conn, baselines: dict[str, int]) -> None:
@@ -453,7 +408,7 @@ def tenant(db: Conn, db_dsn: str) -> Iterator[str]:
     name = f"regate_tenant_{uuid.uuid4().hex[:8]}"
     db.execute(f"create role {name} login password 'tenant-pw'")
     db.execute("select regate.grant_usage(%s, 'writer')", (name,))
-    yield psycopg.conninfo.make_conninfo(db_dsn, user=name, password="tenant-pw")  # type: ignore[misc]
+    yield psycopg.conninfo.make_conninfo(db_dsn, user=name, password="tenant-pw")
     db.execute(f"drop owned by {name}")
     db.execute(f"drop role {name}")
 

@@ -13,34 +13,9 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from tests.helpers import complete, log, message, new_job, refused
+
 COLUMNS = ("epoch", "train_loss", "eval_loss", "perplexity", "learning_rate", "grad_norm")
-
-
-def new_job(db: psycopg.Connection[Any], model_name: str = "gpt-small", **fields: Any) -> uuid.UUID:
-    names = ["model_name", *fields]
-    row = db.execute(
-        sql.SQL("insert into regate.local_training_jobs ({}) values ({}) returning id").format(
-            sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(sql.Placeholder() * len(names))
-        ),
-        [model_name, *fields.values()],
-    ).fetchone()
-    assert row is not None
-    return row[0]
-
-
-def log(
-    db: psycopg.Connection[Any], job: uuid.UUID, step: int, metrics: dict[str, Any] | None = None, **columns: Any
-) -> int:
-    """Insert one metric row (fixed columns as keyword arguments, `metrics` as jsonb); returns its id."""
-    names = ["job_id", "step", *columns, "metrics"]
-    row = db.execute(
-        sql.SQL("insert into regate.local_training_metrics ({}) values ({}) returning id").format(
-            sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(sql.Placeholder() * len(names))
-        ),
-        [job, step, *columns.values(), Jsonb(metrics or {})],
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def final(db: psycopg.Connection[Any], job: uuid.UUID) -> dict[str, Any] | None:
@@ -48,17 +23,6 @@ def final(db: psycopg.Connection[Any], job: uuid.UUID) -> dict[str, Any] | None:
     row = db.execute("select regate.extract_final_metrics(%s)::text", [job]).fetchone()
     assert row is not None
     return None if row[0] is None else json.loads(row[0], parse_int=float, parse_float=float)
-
-
-def refused(db: psycopg.Connection[Any], sqlstate: str, query: Any, params: Any = None) -> psycopg.Error:
-    with pytest.raises(psycopg.Error) as err:
-        db.execute(query, params)
-    assert err.value.sqlstate == sqlstate, f"expected {sqlstate}, got {err.value.sqlstate}: {err.value}"
-    return err.value
-
-
-def message(err: psycopg.Error) -> str:
-    return err.diag.message_primary or ""
 
 
 def count_rows(db: psycopg.Connection[Any], job: uuid.UUID | None = None) -> tuple[int, int]:
@@ -72,10 +36,6 @@ def count_rows(db: psycopg.Connection[Any], job: uuid.UUID | None = None) -> tup
     return int(row[0]), int(row[1])
 
 
-def complete(db: psycopg.Connection[Any], job: uuid.UUID) -> None:
-    db.execute("update regate.local_training_jobs set status = 'completed' where id = %s", [job])
-
-
 INSERT_RAW = "insert into regate.local_training_metrics (job_id, step, metrics) values (%s, %s, %s::jsonb)"
 
 
@@ -84,7 +44,7 @@ INSERT_RAW = "insert into regate.local_training_metrics (job_id, step, metrics) 
 
 def test_numbers_and_the_three_special_strings_are_accepted(db: psycopg.Connection[Any]) -> None:
     job = new_job(db)
-    accepted = {
+    accepted: dict[str, float | str] = {
         "accuracy": 0.91,
         "tokens": 123456789,
         "negative": -2.5,
@@ -252,11 +212,12 @@ def test_metric_rows_cannot_be_updated_deleted_or_truncated(db: psycopg.Connecti
     log(db, job, 2, {"accuracy": 0.6}, train_loss=1.5)
     before = db.execute("select * from regate.local_training_metrics order by id").fetchall()
 
-    for statement, params in [
+    updates: list[tuple[str, list[Any] | None]] = [
         ("update regate.local_training_metrics set train_loss = 0.1 where id = %s", [first]),
         ("update regate.local_training_metrics set metrics = '{\"accuracy\": 0.99}' where job_id = %s", [job]),
         ("update regate.local_training_metrics set step = step + 100", None),
-    ]:
+    ]
+    for statement, params in updates:
         err = refused(db, "RG003", statement, params)
         assert "append-only" in message(err)
         assert "update" in message(err)

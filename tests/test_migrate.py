@@ -20,8 +20,7 @@ from regate_db.errors import DriftError, MigrationError, UnsupportedServerError
 from regate_db.migrate import check_server, make_plan, migrate
 from regate_db.resources import Source, default_source
 from tests.catalog import snapshot
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
 
 
 class Tree:

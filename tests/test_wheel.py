@@ -12,8 +12,7 @@ import psycopg
 import pytest
 
 from regate_db.resources import default_source
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
 
 
 @pytest.mark.slow
