@@ -40,7 +40,11 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-git archive --format=tar "$sha" migrations sql | gzip -9 -n >"$work/$version.tar.gz"
+# The release's migration runner too (when it has one): the upgrade test installs each release with its own runner.
+paths="migrations sql"
+git cat-file -e "$sha:regate_db/migrate.py" 2>/dev/null && paths="$paths regate_db/migrate.py"
+# shellcheck disable=SC2086
+git archive --format=tar "$sha" $paths | gzip -9 -n >"$work/$version.tar.gz"
 mkdir "$work/files"
 tar -xzf "$work/$version.tar.gz" -C "$work/files"
 cp "$frozen" "$work/frozen.txt" 2>/dev/null || true

@@ -1,7 +1,8 @@
 """What was released: the archives of each release's SQL and the frozen checksums of its migrations.
 
-* ``tests/releases/vX.Y.Z.tar.gz``: the ``migrations/`` and ``sql/`` folders of release vX.Y.Z, as
-  ``git archive vX.Y.Z migrations sql | gzip -n`` wrote them. Committed, so that the upgrade tests need no git tags
+* ``tests/releases/vX.Y.Z.tar.gz``: the ``migrations/`` and ``sql/`` folders of release vX.Y.Z and its migration
+  runner ``regate_db/migrate.py``, as ``git archive vX.Y.Z migrations sql regate_db/migrate.py | gzip -9 -n`` wrote
+  them. Committed, so that the upgrade tests need no git tags
   (CI clones may not carry them). The next release only adds an archive.
 * ``migrations/frozen.txt``: one line ``filename sha256`` per released migration, the checksum being the one the
   migration runner records (:attr:`regate_db.resources.SqlFile.sha256`). A released migration must never change:
@@ -13,11 +14,13 @@ standard library and :mod:`regate_db.resources`.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from regate_db.resources import Source
 
@@ -45,6 +48,25 @@ class Release:
             members = [m for m in tar.getmembers() if m.name.split("/")[0] in ("migrations", "sql")]
             tar.extractall(into, members=members, filter="data")
         return Source.from_dirs(into / "migrations", into / "sql")
+
+    def migrate_function(self, into: Path) -> Any:
+        """The release's own ``regate_db.migrate.migrate`` (from the archive), so that a test installs the release
+        exactly as its users did; today's runner when the archive holds none."""
+        with tarfile.open(self.archive, "r:gz") as tar:
+            names = tar.getnames()
+            if "regate_db/migrate.py" not in names:
+                from regate_db.migrate import migrate
+
+                return migrate
+            tar.extract("regate_db/migrate.py", into, filter="data")
+        spec = importlib.util.spec_from_file_location(
+            f"regate_migrate_{self.version.replace('.', '_')}", into / "regate_db" / "migrate.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module.migrate
 
 
 def releases(folder: Path = RELEASES) -> list[Release]:

@@ -15,13 +15,13 @@ Conn = psycopg.Connection[Any]
 
 def test_snapshot_covers_every_regate_schema(db: Conn) -> None:
     before = snapshot(db)
-    db.execute("create schema regate_internal")
-    db.execute("create function regate_internal._helper() returns int language sql as $$ select 1 $$")
-    db.execute("create table regate_internal._state (id int primary key)")
+    db.execute("create schema regate_extra")
+    db.execute("create function regate_extra._helper() returns int language sql as $$ select 1 $$")
+    db.execute("create table regate_extra._state (id int primary key)")
     after = snapshot(db)
-    assert [r[0] for r in after["schemas"]] == ["regate", "regate_internal"]
-    assert ("regate_internal", "regate_internal._helper()") in [r[:2] for r in after["functions"]]
-    assert ("regate_internal", "_state") in [r[:2] for r in after["relations"]]
+    assert [r[0] for r in after["schemas"]] == ["regate", "regate_extra", "regate_internal"]
+    assert ("regate_extra", "regate_extra._helper()") in [r[:2] for r in after["functions"]]
+    assert ("regate_extra", "_state") in [r[:2] for r in after["relations"]]
     # Other schemas stay out of it.
     db.execute("create schema unrelated")
     db.execute("create table unrelated.t (id int)")
@@ -29,12 +29,12 @@ def test_snapshot_covers_every_regate_schema(db: Conn) -> None:
 
 
 def test_snapshot_tells_a_moved_object_apart(db: Conn) -> None:
-    db.execute("create schema regate_internal")
+    db.execute("create schema regate_extra")
     before = snapshot(db)
-    db.execute("alter table regate.gate_switch_events set schema regate_internal")
+    db.execute("alter table regate.gate_switch_events set schema regate_extra")
     after = snapshot(db)
     assert before["relations"] != after["relations"]
-    assert ("regate_internal", "gate_switch_events") in [r[:2] for r in after["relations"]]
+    assert ("regate_extra", "gate_switch_events") in [r[:2] for r in after["relations"]]
 
 
 def test_every_object_of_a_fresh_install_is_named_in_the_shipped_files(empty_db: str) -> None:
@@ -48,9 +48,9 @@ def test_objects_lists_what_files_create_and_not_what_postgres_derives(db: Conn)
     listed = {(kind, schema, name) for kind, schema, name, _ in objects(db)}
     for expected in [
         ("function", "regate", "create_baseline"),
-        ("function", "regate", "_jobs_gate"),
+        ("function", "regate_internal", "_jobs_gate"),
         ("table", "regate", "local_training_jobs"),
-        ("table", "regate", "schema_migrations"),
+        ("table", "regate_internal", "schema_migrations"),
         ("view", "regate", "validation_history"),
         ("trigger", "regate", "_500_gate_on_update"),
     ]:
@@ -65,14 +65,13 @@ def test_objects_lists_what_files_create_and_not_what_postgres_derives(db: Conn)
 def test_orphans_names_objects_no_file_defines(db: Conn) -> None:
     text = shipped_text(default_source())
     assert orphans(db, text) == []
-    db.execute("create schema regate_internal")
     db.execute("create function regate._renamed_away(p int) returns int language sql as $$ select p $$")
     db.execute("create sequence regate_internal.stray_seq")
     db.execute("create type regate.\"Mood\" as enum ('ok')")
     db.execute("create table regate.left_over (id int generated always as identity)")
     db.execute(
         "create trigger _999_stale before insert on regate.local_training_jobs"
-        " for each row execute function regate._jobs_timestamps()"
+        " for each row execute function regate_internal._jobs_timestamps()"
     )
     db.execute("alter table regate.local_training_jobs enable row level security")
     db.execute("create policy stale_policy on regate.local_training_jobs using (true)")

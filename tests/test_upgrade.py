@@ -190,9 +190,12 @@ def differences(before: Rows, after: Rows, cols: dict[str, list[str]]) -> list[s
 
 
 def bookkeeping(conn: Conn) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The runner's records (in regate_internal since 0.2; regate-db 0.1.0 kept them in regate)."""
+    row = conn.execute("select to_regclass('regate_internal.schema_migrations') is not null").fetchone()
+    schema = "regate_internal" if row and row[0] else "regate"
     return (
-        conn.execute("select version, filename, sha256 from regate.schema_migrations order by 1").fetchall(),
-        conn.execute("select filename, sha256, schema_version from regate.schema_repeatables order by 1").fetchall(),
+        conn.execute(f"select version, filename, sha256 from {schema}.schema_migrations order by 1").fetchall(),
+        conn.execute(f"select filename, sha256, schema_version from {schema}.schema_repeatables order by 1").fetchall(),
     )
 
 
@@ -210,7 +213,7 @@ def test_upgrade_from_release_keeps_the_data_and_equals_a_fresh_install(
     with psycopg.connect(new_database(), autocommit=True) as conn:
         super_row = conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()
         assert super_row == (True,), "the upgrade test writes and reads past row-level security: run it as a superuser"
-        migrate(conn, old)
+        release.migrate_function(tmp_path / release.version)(conn, old)
         assert bookkeeping(conn)[0] == [(f.version, f.filename, f.sha256) for f in old.versioned()]
         jobs = write_data(conn)
         cols = columns(conn)
@@ -257,10 +260,11 @@ def test_upgrade_from_release_keeps_the_data_and_equals_a_fresh_install(
 
 
 @pytest.mark.slow
-def test_upgrade_from_a_release_with_a_since_renamed_function_is_caught(
+def test_upgrade_drops_a_function_that_head_no_longer_defines(
     tmp_path: Path, new_database: Callable[[], str]
 ) -> None:
-    """What the upgrade test catches: a release's function that HEAD renamed without dropping the old name."""
+    """A release's function that HEAD renamed is dropped by the upgrade (sql/900_cleanup.sql): no orphan is left
+    and the catalog equals a fresh install's."""
     head = default_source()
     old_sql = tmp_path / "sql"
     old_sql.mkdir()
@@ -275,6 +279,7 @@ def test_upgrade_from_a_release_with_a_since_renamed_function_is_caught(
         fresh = snapshot(conn)
     with psycopg.connect(new_database(), autocommit=True) as conn:
         migrate(conn, old)
-        migrate(conn, head)  # re-applies sql/ (it changed), which does not drop regate.old_name()
         assert orphans(conn, shipped_text(head)) == ["function regate.old_name()"]
-        assert snapshot(conn)["functions"] != fresh["functions"]
+        migrate(conn, head)  # re-applies sql/ (it changed); 900_cleanup.sql drops regate.old_name()
+        assert orphans(conn, shipped_text(head)) == []
+        assert snapshot(conn)["functions"] == fresh["functions"]
