@@ -3,7 +3,7 @@ table and as bench/results.json: one object per figure with name, value, unit, t
 
 Run with `make bench` (full) or `make bench-quick` (under a minute). REGATE_BENCH_DSN points them at a server of
 your own (its maintenance database, e.g. postgresql://user@host/postgres; the user must be a superuser, for
-`set regate.enabled = off`); by default an embedded PostgreSQL 18 is started in a temporary folder. Every
+`set session_replication_role = replica`); by default an embedded PostgreSQL 18 is started in a temporary folder. Every
 benchmark creates its own database (prefix regate_bench_) and drops it. See docs/performance.md.
 """
 

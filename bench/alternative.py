@@ -250,7 +250,7 @@ def run(maintenance: str, sizes: Sizes) -> list[Figure]:
                 " select * from regate.model_baselines where model_name = %s",
                 (MODEL,),
             )
-            settle(conn, ["regate.local_training_metrics", "regate._metric_candidates", "bench_app.metrics"])
+            settle(conn, ["regate.local_training_metrics", "regate_internal._metric_candidates", "bench_app.metrics"])
         # One session runs every path: same backend, same caches, no idle backend to wake up for one of them.
         with connect(dsn) as db:
             app = db

@@ -164,10 +164,12 @@ def fresh_database(maintenance: str, *, migrated: bool = True) -> Iterator[str]:
 
 
 def connect(dsn: str, *, gated: bool = True, autocommit: bool = True) -> Conn:
-    """A connection; gated=False turns the gate off for the session (`set regate.enabled = off`, admins only)."""
+    """A connection; gated=False fires no trigger in the session (`session_replication_role = replica`, superusers
+    only). regate-db has no session-wide off switch any more (it would leak through a transaction pooler), so the
+    ungated figures now also leave out the jobs' own row triggers (timestamps, guards)."""
     conn = psycopg.connect(dsn, autocommit=autocommit)
     if not gated:
-        conn.execute("set regate.enabled = off")
+        conn.execute("set session_replication_role = replica")
         if not autocommit:
             conn.commit()
     return conn
@@ -227,7 +229,7 @@ def machine(conn: Conn) -> dict[str, Any]:
 def settle(conn: Conn, tables: Sequence[str]) -> None:
     """Before timing: vacuum analyze what was just loaded (so autovacuum leaves it alone and plans are right) and
     checkpoint (so the load's dirty pages are not written while timed work runs). Needs a superuser, like
-    `set regate.enabled = off`."""
+    the ungated connections."""
     for table in tables:
         conn.execute(f"vacuum analyze {table}")
     with suppress(psycopg.errors.InsufficientPrivilege):  # not a superuser (nor pg_checkpoint): skip it

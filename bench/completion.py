@@ -7,7 +7,7 @@ ways: the statement alone (inside a transaction whose COMMIT is not timed: the w
 in autocommit (statement + commit, what a client waits for; the commit's WAL flush is the same for both and its
 cost depends on the disk, from 0.1 to 4 ms on this machine's virtual disk). Between measurements the job is set
 back to 'running', outside the timed part. Gated and ungated runs (a second session with
-`set regate.enabled = off`) alternate, and which of the two goes first alternates too, so that drift affects both.
+`set session_replication_role = replica`) alternate, and which of the two goes first alternates too, so that drift affects both.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Where the time goes: a profile of the completion trigger and of the ingest trigger, for whoever tunes the SQL.
 
 Run with `.venv/bin/python -m bench.profile` (REGATE_BENCH_DSN as for the benchmarks; a superuser, for
-`track_functions` and `set regate.enabled = off`). In a fresh database it prints:
+`track_functions` and `set session_replication_role = replica`). In a fresh database it prints:
 
 * completion: time per completion of every regate function (pg_stat_user_functions with
   `track_functions = 'all'`: calls, total and self microseconds) and EXPLAIN ANALYZE of one gated and one
   ungated completing UPDATE (the trigger times);
 * ingest: microseconds per row into regate's table and into a plain copy for COPY, executemany and single-row
-  inserts, the regate functions' time per row, the rows regate._metric_candidates gains per logged row and its
+  inserts, the regate functions' time per row, the rows regate_internal._metric_candidates gains per logged row and its
   size afterwards, and EXPLAIN ANALYZE of the ingest trigger's insert over a COPY-sized batch.
 """
 
@@ -126,20 +126,20 @@ def profile_ingest(dsn: str) -> None:
         ).fetchone()
         if row:
             print(
-                f"  regate._metric_candidates: {row[0]:,} rows inserted, {row[1]:,} updated (always 0); {row[2]} in all"
+                f"  regate_internal._metric_candidates: {row[0]:,} rows inserted, {row[1]:,} updated (always 0); {row[2]} in all"
             )
         candidates_plan(conn, jobs, step)
 
 
 def candidates_plan(conn: Conn, jobs: list[uuid.UUID], step: int) -> None:
-    """EXPLAIN ANALYZE the ingest trigger's insert into regate._metric_candidates over a 100k-row batch, with a temp
+    """EXPLAIN ANALYZE the ingest trigger's insert into regate_internal._metric_candidates over a 100k-row batch, with a temp
     table standing in for the transition table. Best effort: skipped when the trigger's text changed shape."""
-    source = conn.execute("select prosrc from pg_proc where oid = 'regate._metrics_after_insert'::regproc").fetchone()
+    source = conn.execute("select prosrc from pg_proc where oid = 'regate_internal._metrics_after_insert'::regproc").fetchone()
     # The last insert of the trigger is its batch path (the first serves statements of a few rows).
     matches = list(re.finditer(r"(insert into regate\._metric_candidates.*?);", source[0] if source else "", re.S))
     match = matches[-1] if matches else None
     if not match:
-        print("  (plan skipped: no 'insert into regate._metric_candidates' statement in the trigger)")
+        print("  (plan skipped: no 'insert into regate_internal._metric_candidates' statement in the trigger)")
         return
     rows = trainer_rows(jobs, 100_000, step)
     ingest.copy_rows(conn, ingest.PLAIN, rows)
