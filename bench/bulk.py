@@ -80,7 +80,11 @@ def run(maintenance: str, sizes: Sizes) -> list[Figure]:
             log(f"bulk: {n:,} jobs x {sizes.bulk_rows_per_job} metric rows")
             load_metrics(conn, jobs, sizes.bulk_rows_per_job)
             settle(
-                conn, [f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics", "_metric_candidates")]
+                conn,
+                [
+                    *(f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics")),
+                    "regate_internal._metric_candidates",
+                ],
             )
         with connect(dsn) as gated, connect(dsn, gated=False) as ungated:
             gated_ms: list[float] = []

@@ -172,7 +172,11 @@ def scenario(maintenance: str, sizes: Sizes, jobs_per_batch: int) -> list[Figure
             jobs = create_jobs(conn, MODEL, COMPLETERS * per_completer)
             load_metrics(conn, jobs, PRELOADED_ROWS)
             settle(
-                conn, [f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics", "_metric_candidates")]
+                conn,
+                [
+                    *(f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics")),
+                    "regate_internal._metric_candidates",
+                ],
             )
         log(
             f"concurrency: {COMPLETERS} completers ({per_completer} jobs each) and {INGESTERS} ingesters"

@@ -122,21 +122,27 @@ def profile_ingest(dsn: str) -> None:
         flush_stats(conn)
         row = conn.execute(
             "select n_tup_ins, n_tup_upd, pg_size_pretty(pg_total_relation_size(relid))"
-            " from pg_stat_user_tables where schemaname = 'regate' and relname = '_metric_candidates'"
+            " from pg_stat_user_tables where schemaname = 'regate_internal' and relname = '_metric_candidates'"
         ).fetchone()
         if row:
             print(
-                f"  regate_internal._metric_candidates: {row[0]:,} rows inserted, {row[1]:,} updated (always 0); {row[2]} in all"
+                f"  regate_internal._metric_candidates: {row[0]:,} rows inserted, {row[1]:,} updated (always 0);"
+                f" {row[2]} in all"
             )
         candidates_plan(conn, jobs, step)
 
 
 def candidates_plan(conn: Conn, jobs: list[uuid.UUID], step: int) -> None:
-    """EXPLAIN ANALYZE the ingest trigger's insert into regate_internal._metric_candidates over a 100k-row batch, with a temp
-    table standing in for the transition table. Best effort: skipped when the trigger's text changed shape."""
-    source = conn.execute("select prosrc from pg_proc where oid = 'regate_internal._metrics_after_insert'::regproc").fetchone()
+    """EXPLAIN ANALYZE the ingest trigger's insert into regate_internal._metric_candidates over a 100k-row batch,
+    with a temp table standing in for the transition table. Best effort: skipped when the trigger's text changed
+    shape."""
+    source = conn.execute(
+        "select prosrc from pg_proc where oid = 'regate_internal._metrics_after_insert'::regproc"
+    ).fetchone()
     # The last insert of the trigger is its batch path (the first serves statements of a few rows).
-    matches = list(re.finditer(r"(insert into regate\._metric_candidates.*?);", source[0] if source else "", re.S))
+    matches = list(
+        re.finditer(r"(insert into regate_internal\._metric_candidates.*?);", source[0] if source else "", re.S)
+    )
     match = matches[-1] if matches else None
     if not match:
         print("  (plan skipped: no 'insert into regate_internal._metric_candidates' statement in the trigger)")

@@ -16,6 +16,7 @@ revoke all on schema regate_internal from public;
 -- The ingest candidates move out of reach of broad grants on schema regate. Until the repeatable files of this
 -- version are applied (the next transaction of the same migrate), the functions of 0.1.0 still name
 -- regate._metric_candidates: a view keeps them working; sql/999_cleanup.sql drops it.
+-- squawk-ignore ban-set-schema
 alter table regate._metric_candidates set schema regate_internal;
 create view regate._metric_candidates as select * from regate_internal._metric_candidates;
 revoke all on regate._metric_candidates from public;
@@ -25,7 +26,7 @@ revoke all on regate._metric_candidates from public;
 create table regate_internal.settings (
     singleton boolean primary key default true,
     identity_mode text not null default 'login',
-    gateway_roles text [] not null default '{}',
+    gateway_roles text[] not null default '{}',
     identity_claim text not null default 'sub',
     updated_by text not null default session_user,
     updated_at timestamptz not null default now(),
@@ -47,17 +48,22 @@ create table regate_internal.gate_skips (
 
 create index gate_skips_xact_idx on regate_internal.gate_skips (xact_id);
 
--- Owners of jobs: set by the database (trigger _010_identity), never by the client.
-alter table regate.local_training_jobs alter column owner_id drop default;
+-- Owners of jobs: set by the database (trigger _010_identity_on_insert), never by the client; the default only
+-- documents it.
+alter table regate.local_training_jobs alter column owner_id set default session_user;
 
 -- Verdicts: whose verdict it is (row-level security), who caused it, and the policy that applied.
 alter table regate.validation_results
 add column owner_id text,
-add column caused_by text not null default session_user,
+add column caused_by text,
 add column end_user text,
 add column policy_id bigint,
-add column policy_version integer;
+add column policy_version bigint;
 
+alter table regate.validation_results alter column caused_by set default session_user;
+
+-- Not concurrently: the runner applies a migration in one transaction. Completions wait while it is built.
+-- squawk-ignore require-concurrent-index-creation
 create index validation_results_owner_idx on regate.validation_results (owner_id, id);
 
 -- Backfill the owner of earlier verdicts from their jobs (append-only trigger paused for this one statement).
@@ -79,9 +85,9 @@ create table regate.gate_policies (
     block_on_critical_failures boolean,
     require_baselines boolean,
     fail_open boolean,
-    metrics_to_validate text [],
+    metrics_to_validate text[],
     enforce boolean not null default false,
-    version integer not null default 1,
+    version bigint not null default 1,  -- noqa: RF04
     updated_by text not null default session_user,
     updated_at timestamptz not null default now(),
     constraint gate_policies_model_name_not_blank check (btrim(model_name) <> '')
@@ -96,7 +102,7 @@ create table regate.gate_policy_history (
     id bigint generated always as identity primary key,
     policy_id bigint not null,
     model_name text,
-    version integer not null,
+    version bigint not null,  -- noqa: RF04
     old_values jsonb,
     new_values jsonb not null,
     changed_by text not null default session_user,

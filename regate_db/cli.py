@@ -92,12 +92,28 @@ def _print_plan(plan: Plan) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @click.option("--show-sql", is_flag=True, help="Print the SQL of every file that is (or would be) applied.")
 @click.option("--target", metavar="VERSION", help="Apply versioned migrations up to VERSION only (e.g. 0002).")
+@click.option(
+    "--owner",
+    metavar="ROLE",
+    envvar="REGATE_OWNER",
+    help="Run every step as ROLE (SET ROLE), so that it owns everything regate-db installs: a dedicated NOLOGIN "
+    "role such as regate_owner, which your login is a member of (docs/security.md). Env: REGATE_OWNER.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse (change nothing) when the schema would be owned by a superuser, instead of warning.",
+)
 @click.pass_obj
-def migrate_cmd(opts: Options, dry_run: bool, show_sql: bool, target: str | None) -> None:
+def migrate_cmd(
+    opts: Options, dry_run: bool, show_sql: bool, target: str | None, owner: str | None, strict: bool
+) -> None:
     """Install or upgrade the regate schema.
 
     Versioned files run once each, in order, each in its own transaction; repeatable files (functions,
-    triggers, views) are re-applied whenever any of them changed. Safe to run twice and concurrently.
+    triggers, views, row-level security, privileges) are re-applied whenever any of them changed. Safe to run
+    twice and concurrently. Creates the roles regate_reader, regate_writer and regate_admin when it may (it says
+    what to run when it may not). Warns when the schema is owned by a superuser (--strict refuses).
     """
     with _connection(opts) as conn:
         plan = make_plan(conn, target=target)
@@ -107,7 +123,7 @@ def migrate_cmd(opts: Options, dry_run: bool, show_sql: bool, target: str | None
         if dry_run:
             click.echo("dry run: nothing was changed")
             return
-        result = migrate(conn, target=target, report=click.echo)
+        result = migrate(conn, target=target, report=click.echo, owner=owner, strict=strict)
         if not result.changed:
             click.echo(f"nothing to do: schema is up to date at version {plan.schema_version}")
         else:

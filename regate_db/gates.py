@@ -2,9 +2,9 @@
 
 Thin typed wrappers over ``regate.disable_gates(reason)``, ``regate.enable_gates(reason)`` and
 ``regate.gate_status()`` (see docs/sql-reference.md). Only a regate admin (a member of ``regate_admin``, a member of
-the role that owns schema ``regate``, or a superuser) may flip the switch; every regate role may read it. Every failure a user can cause
-ends as a :class:`~regate_db.errors.RegateError` with a one-line message. The functions run in the caller's
-transaction: use an autocommit connection, or commit.
+the role that owns schema ``regate``, or a superuser) may flip the switch; every regate role may read it. Every
+failure a user can cause ends as a :class:`~regate_db.errors.RegateError` with a one-line message. The functions
+run in the caller's transaction: use an autocommit connection, or commit.
 """
 
 from __future__ import annotations

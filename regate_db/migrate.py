@@ -176,8 +176,7 @@ def _read_state(
     applied = [
         AppliedMigration(*r)
         for r in conn.execute(
-            "select version, filename, sha256, applied_at, applied_by, duration_ms"
-            f" from {migrations} order by version"
+            f"select version, filename, sha256, applied_at, applied_by, duration_ms from {migrations} order by version"
         ).fetchall()
     ]
     repeatables: dict[str, tuple[str, str | None]] = {}

@@ -108,7 +108,7 @@ $$;
 -- SECURITY DEFINER code carries a trigger whose function regate-db did not install (outside regate_internal) and
 -- that the owner of schema regate does not own: that trigger would run with the owner's rights. A grant of
 -- TRIGGER (part of GRANT ALL) lets a role attach its own function; this check makes such a trigger harmless.
-create or replace function regate_internal._assert_trusted_triggers(p_tables regclass [])
+create or replace function regate_internal._assert_trusted_triggers(p_tables regclass[])
 returns void
 language plpgsql
 stable
@@ -146,7 +146,7 @@ $$;
 -- still itself. Returns the settings now in force as {"identity_mode", "gateway_roles", "identity_claim"}.
 -- Raises 22023 for an unknown mode or gateway role.
 create or replace function regate.set_identity_mode(
-    mode text, gateway_roles text [] default '{}', claim text default 'sub'
+    mode text, gateway_roles text[] default '{}', claim text default 'sub'
 )
 returns jsonb
 language plpgsql

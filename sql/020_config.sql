@@ -65,7 +65,7 @@ $$;
 -- regate_internal._unknown_key_problem(path, key, known): the sentence for a key that is not a gate key at a
 -- level where only gate keys are allowed (known_only) or that is a near-miss of one; NULL when it is neither.
 create or replace function regate_internal._unknown_key_problem(
-    p_path text, p_key text, p_known text [], p_known_only boolean
+    p_path text, p_key text, p_known text[], p_known_only boolean
 )
 returns text
 language plpgsql
@@ -181,8 +181,8 @@ create or replace function regate_internal._effective(
     p_model_name text,
     out config jsonb,
     out policy_id bigint,
-    out policy_version integer,
-    out ignored text []
+    out policy_version bigint,
+    out ignored text[]
 )
 language plpgsql
 stable
@@ -294,9 +294,9 @@ create or replace function regate.set_policy(
     block_on_critical_failures boolean default null,
     require_baselines boolean default null,
     fail_open boolean default null,
-    metrics_to_validate text [] default null,
+    metrics_to_validate text[] default null,
     enforce boolean default null,
-    reset text [] default null
+    reset text[] default null
 )
 returns regate.gate_policies
 language plpgsql

@@ -67,7 +67,7 @@ $$;
 -- local_training_metrics (the metric columns are logged in their own columns). tests/test_rules.py proves the list
 -- equals the table's columns.
 create or replace function regate_internal._reserved_metric_keys()
-returns text []
+returns text[]
 language sql
 immutable
 parallel safe

@@ -78,7 +78,7 @@ create or replace function regate_internal._evaluate(
     p_verdict regate.validation_results,
     p_metrics jsonb,
     p_steps jsonb,
-    p_required text []
+    p_required text[]
 )
 returns regate.validation_results
 language plpgsql
@@ -188,7 +188,7 @@ $$;
 -- contention) with the SQLSTATE and message. Validation waits at most 1 s for a lock (lock_timeout). Recording
 -- is outside the caught block: a verdict that cannot be written fails the statement, it never becomes a pass.
 create or replace function regate_internal._gate(
-    p_verdict regate.validation_results, p_metrics jsonb, p_required text []
+    p_verdict regate.validation_results, p_metrics jsonb, p_required text[]
 )
 returns regate.validation_results
 language plpgsql
@@ -233,7 +233,7 @@ create or replace function regate_internal._verdict(
     p_model_version text,
     p_config jsonb,
     p_policy_id bigint,
-    p_policy_version integer,
+    p_policy_version bigint,
     p_source text,
     p_owner_id text
 )

@@ -79,7 +79,7 @@ create or replace function regate.run_gate(
     current_metrics jsonb,
     model_version text default null,
     block_on_failure boolean default true,
-    required_metrics text [] default null,
+    required_metrics text[] default null,
     job_id uuid default null
 )
 returns regate.validation_results

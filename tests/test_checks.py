@@ -2,8 +2,8 @@
 arithmetic where PostgreSQL's float8 operators would raise, and the sentence a person reads.
 
 The centrepiece is a differential test: hypothesis draws inputs MLflow's MetricThreshold accepts, and
-regate_internal._evaluate_check must fail exactly the criteria that MLflow's own `_validate` fails. A second property test
-covers what MLflow does not accept (negative changes = tolerated regressions, NaN, infinities, NULL) against a
+regate_internal._evaluate_check must fail exactly the criteria that MLflow's own `_validate` fails. A second property
+test covers what MLflow does not accept (negative changes = tolerated regressions, NaN, infinities, NULL) against a
 reference written from the issue, in Python floats (IEEE 754, like MLflow).
 """
 

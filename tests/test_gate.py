@@ -450,9 +450,12 @@ def test_a_non_admin_cannot_switch_the_gate_off(db: Conn, tenant: str) -> None:
         # A tenant's re-validation is a recorded re-check; it never changes the job's gate columns.
         row = conn.execute("select id, source, status from regate.validate_training_results(%s)", (j,)).fetchone()
         assert row is not None and row[1:] == ("manual", "failed") and row[0] != before[1]
-        assert conn.execute(
-            "select validation_status, validation_result_id from regate.local_training_jobs where id = %s", (j,)
-        ).fetchone() == before
+        assert (
+            conn.execute(
+                "select validation_status, validation_result_id from regate.local_training_jobs where id = %s", (j,)
+            ).fetchone()
+            == before
+        )
     # An admin's re-validation updates them; an admin may repair the columns by hand.
     row = db.execute("select id from regate.validate_training_results(%s)", (j,)).fetchone()
     assert row is not None

@@ -149,7 +149,8 @@ def test_changed_repeatable_file_is_reapplied_alone(empty_db: str, tree: Tree) -
     with connect(empty_db) as conn:
         migrate(conn, tree.source)
         (tree.sql / "999_extra.sql").write_text(
-            "create or replace function regate_internal._extra() returns int language sql security invoker as $$ select 1 $$;\n"
+            "create or replace function regate_internal._extra() returns int language sql security invoker"
+            " as $$ select 1 $$;\n"
         )
         result = migrate(conn, tree.source)
         assert result.applied == [] and result.repeatables_applied
@@ -280,7 +281,9 @@ def test_ten_concurrent_processes_all_succeed_and_equal_one_run(
         expected = snapshot(conn), recorded(conn)
     with connect(empty_db) as conn:
         assert (snapshot(conn), recorded(conn)) == expected
-        counts = conn.execute("select count(*), count(distinct version) from regate_internal.schema_migrations").fetchone()
+        counts = conn.execute(
+            "select count(*), count(distinct version) from regate_internal.schema_migrations"
+        ).fetchone()
         assert counts is not None and counts[0] == counts[1]
     # Every file was applied by exactly one of the processes (runs interleave file by file, never twice).
     everything = "".join(outputs)

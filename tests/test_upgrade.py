@@ -260,9 +260,7 @@ def test_upgrade_from_release_keeps_the_data_and_equals_a_fresh_install(
 
 
 @pytest.mark.slow
-def test_upgrade_drops_a_function_that_head_no_longer_defines(
-    tmp_path: Path, new_database: Callable[[], str]
-) -> None:
+def test_upgrade_drops_a_function_that_head_no_longer_defines(tmp_path: Path, new_database: Callable[[], str]) -> None:
     """A release's function that HEAD renamed is dropped by the upgrade (sql/900_cleanup.sql): no orphan is left
     and the catalog equals a fresh install's."""
     head = default_source()

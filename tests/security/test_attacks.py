@@ -32,8 +32,10 @@ def test_no_trigger_function_can_be_attached_to_a_hostile_temp_table(db: Conn, l
     """A temp table whose column type is the attacker's domain with a function of the attacker's: attaching any
     regate-db trigger function to it would run that function as the schema owner. Refused: no EXECUTE."""
     _, eve = logins.login("writer")
-    eve.execute("create function pg_temp.grab(v text) returns boolean language sql as"
-                " $$ select pg_catalog.current_setting('is_superuser') = 'on' $$")
+    eve.execute(
+        "create function pg_temp.grab(v text) returns boolean language sql as"
+        " $$ select pg_catalog.current_setting('is_superuser') = 'on' $$"
+    )
     eve.execute("create domain pg_temp.evil as text check (pg_temp.grab(value))")
     eve.execute(
         "create temp table hostile (id uuid, status text, config jsonb, model_name pg_temp.evil, model_version text,"
@@ -42,9 +44,7 @@ def test_no_trigger_function_can_be_attached_to_a_hostile_temp_table(db: Conn, l
     names = trigger_functions(db)
     assert len(names) >= 10
     for fn in names:
-        err = refused(
-            eve, "42501", f"create trigger t before insert on hostile for each row execute function {fn}"
-        )
+        err = refused(eve, "42501", f"create trigger t before insert on hostile for each row execute function {fn}")
         assert "permission denied" in str(err)
 
 
@@ -83,39 +83,57 @@ def test_verdicts_cannot_be_forged_or_rerolled(db: Conn, logins: Logins, baselin
     log(eve, job, 1, eval_loss=0.9)
     assert complete(eve, job)[0] == "blocked"
     # direct writes of verdicts and gate columns
-    refused(eve, "42501", "insert into regate.validation_results (job_id, model_name, status, source) values"
-            " (%s, 'secure-model', 'passed', 'auto')", (job,))
+    refused(
+        eve,
+        "42501",
+        "insert into regate.validation_results (job_id, model_name, status, source) values"
+        " (%s, 'secure-model', 'passed', 'auto')",
+        (job,),
+    )
     refused(eve, "RG009", "update regate.local_training_jobs set validation_status = 'passed' where id = %s", (job,))
-    refused(eve, "42501", "insert into regate.model_baselines (model_name, metric_name, baseline_value,"
-            " greater_is_better, threshold) values ('secure-model', 'eval_loss', 9, false, 9)")
+    refused(
+        eve,
+        "42501",
+        "insert into regate.model_baselines (model_name, metric_name, baseline_value,"
+        " greater_is_better, threshold) values ('secure-model', 'eval_loss', 9, false, 9)",
+    )
     refused(eve, "42501", "update regate.model_baselines set is_active = false")
     # re-rolling: reopen, change model, config, version; validate against another model
     refused(eve, "RG011", "update regate.local_training_jobs set status = 'running' where id = %s", (job,))
     refused(eve, "RG011", "update regate.local_training_jobs set model_name = 'no-such-model' where id = %s", (job,))
     refused(eve, "RG011", "update regate.local_training_jobs set model_version = 'v9' where id = %s", (job,))
-    refused(eve, "RG011", """update regate.local_training_jobs set config = '{"enableRegressionGates": false}'
-            where id = %s""", (job,))
+    refused(
+        eve,
+        "RG011",
+        """update regate.local_training_jobs set config = '{"enableRegressionGates": false}'
+            where id = %s""",
+        (job,),
+    )
     refused(eve, "RG011", "update regate.local_training_jobs set owner_id = 'someone' where id = %s", (job,))
-    refused(eve, "42501", "select regate.validate_training_results(job_id => %s, model_name => 'no-such-model')",
-            (job,))
+    refused(
+        eve, "42501", "select regate.validate_training_results(job_id => %s, model_name => 'no-such-model')", (job,)
+    )
     # a re-check by the tenant is recorded but leaves the job blocked
     eve.execute("select regate.validate_training_results(%s)", (job,))
     # metrics after completion
-    refused(eve, "RG002", "insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 2, 0.1)",
-            (job,))
+    refused(
+        eve, "RG002", "insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 2, 0.1)", (job,)
+    )
     # deleting the verdict's job, truncating
     refused(eve, "RG006", "delete from regate.local_training_jobs where id = %s", (job,))
     for table in ("local_training_jobs", "local_training_metrics", "validation_results", "model_baselines"):
         refused(eve, "42501", f"truncate regate.{table} cascade")
-    assert eve.execute("select validation_status from regate.local_training_jobs where id = %s", (job,)).fetchone() \
-        == ("blocked",)
+    assert eve.execute("select validation_status from regate.local_training_jobs where id = %s", (job,)).fetchone() == (
+        "blocked",
+    )
     # a fake transition table cannot plant candidates: the ingest trigger function cannot be attached
     refused(eve, "42501", "select regate_internal._final_metrics(%s)", (job,))
 
 
 def test_job_config_cannot_loosen_an_enforcing_policy(db: Conn, logins: Logins, baseline: Callable[..., None]) -> None:
-    db.execute("select regate.set_policy(model_name => 'secure-model', block_on_critical_failures => true,"
-               " enforce => true)")
+    db.execute(
+        "select regate.set_policy(model_name => 'secure-model', block_on_critical_failures => true, enforce => true)"
+    )
     _, eve = logins.login("writer")
     notices: list[str] = []
     eve.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
@@ -131,8 +149,11 @@ def test_job_config_cannot_loosen_an_enforcing_policy(db: Conn, logins: Logins, 
     assert any("were ignored" in n for n in notices)
     # tightening stays allowed: requireBaselines on a model without baselines
     db.execute("select regate.set_policy(model_name => 'bare-model', enforce => true)")
-    job = new_job(eve, model="bare-model", config='{"blockOnCriticalFailures": true,'
-                  ' "regressionGateConfig": {"requireBaselines": true}}')
+    job = new_job(
+        eve,
+        model="bare-model",
+        config='{"blockOnCriticalFailures": true, "regressionGateConfig": {"requireBaselines": true}}',
+    )
     assert complete(eve, job)[0] == "blocked"
     # the kill switch still beats everything
     db.execute("select regate.disable_gates('rollback')")
@@ -147,33 +168,50 @@ def test_tenants_cannot_see_or_touch_each_other(db: Conn, logins: Logins, baseli
     job = new_job(alice)
     log(alice, job, 1, eval_loss=0.9)
     assert complete(alice, job)[0] == "failed"
-    for table in ("local_training_jobs", "local_training_metrics", "validation_results", "validation_history",
-                  "validation_checks"):
+    for table in (
+        "local_training_jobs",
+        "local_training_metrics",
+        "validation_results",
+        "validation_history",
+        "validation_checks",
+    ):
         assert bob.execute(f"select count(*) from regate.{table}").fetchone() == (0,), table
         assert reader.execute(f"select count(*) from regate.{table}").fetchone() == (0,), table
     assert bob.execute("update regate.local_training_jobs set status = 'cancelled' where id = %s", (job,)).rowcount == 0
     assert bob.execute("delete from regate.local_training_jobs where id = %s", (job,)).rowcount == 0
     # missing and not-yours are one error
     for target in (job, GHOST):
-        e1 = refused(bob, "42501", "insert into regate.local_training_metrics (job_id, step, eval_loss)"
-                     " values (%s, 1, 0.1)", (target,))
+        e1 = refused(
+            bob,
+            "42501",
+            "insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 1, 0.1)",
+            (target,),
+        )
         assert "row-level security" in str(e1)
         e2 = refused(bob, "RG008", "select regate.validate_training_results(%s)", (target,))
-        e3 = refused(bob, "RG008", "select regate.run_gate(model_name => 'secure-model',"
-                     " current_metrics => '{\"eval_loss\": 0.1}', job_id => %s)", (target,))
+        e3 = refused(
+            bob,
+            "RG008",
+            "select regate.run_gate(model_name => 'secure-model',"
+            " current_metrics => '{\"eval_loss\": 0.1}', job_id => %s)",
+            (target,),
+        )
         assert str(e2).replace(target, "X") == f"no training job with id X\nCONTEXT:  {str(e2).split('CONTEXT:  ')[1]}"
         assert "no training job" in str(e3)
         assert bob.execute("select regate.extract_final_metrics(%s)", (target,)).fetchone() == (None,)
     # the owner cannot be chosen by the client
-    row = bob.execute("insert into regate.local_training_jobs (model_name, owner_id) values ('m', %s)"
-                      " returning owner_id", (alice.info.user,)).fetchone()
+    row = bob.execute(
+        "insert into regate.local_training_jobs (model_name, owner_id) values ('m', %s) returning owner_id",
+        (alice.info.user,),
+    ).fetchone()
     assert row == (bob.info.user,)
     # an admin sees everything
     assert db.execute("select count(*) from regate.validation_results").fetchone() == (1,)
 
 
-def test_broad_grants_and_default_privileges_are_harmless(db: Conn, logins: Logins,
-                                                          baseline: Callable[..., None]) -> None:
+def test_broad_grants_and_default_privileges_are_harmless(
+    db: Conn, logins: Logins, baseline: Callable[..., None]
+) -> None:
     name, eve = logins.login("writer")
     db.execute(f"grant all on all tables in schema regate to {name}")
     db.execute(f"grant all on all sequences in schema regate to {name}")
@@ -181,33 +219,47 @@ def test_broad_grants_and_default_privileges_are_harmless(db: Conn, logins: Logi
     db.execute(f"alter default privileges in schema regate grant all on tables to {name}")
     # re-applying the repeatable files (as every migrate after a change does) keeps regate_internal closed
     from regate_db.migrate import migrate
+
     db.execute("delete from regate_internal.schema_repeatables")
     migrate(db)
     refused(eve, "42501", "select * from regate_internal._metric_candidates")
     refused(eve, "42501", "insert into regate.gate_switch_events (enabled) values (false)")
-    refused(eve, "42501", "insert into regate.gate_policies (model_name, enable_gates, enforce) values"
-            " ('secure-model', false, false)")
+    refused(
+        eve,
+        "42501",
+        "insert into regate.gate_policies (model_name, enable_gates, enforce) values ('secure-model', false, false)",
+    )
     refused(eve, "42501", "update regate.model_baselines set is_active = false")
-    refused(eve, "42501", "insert into regate.validation_results (model_name, status, source, owner_id)"
-            f" values ('secure-model', 'passed', 'auto', '{name}')")
+    refused(
+        eve,
+        "42501",
+        "insert into regate.validation_results (model_name, status, source, owner_id)"
+        f" values ('secure-model', 'passed', 'auto', '{name}')",
+    )
     refused(eve, "42501", "truncate regate.gate_switch_events")
     # TRIGGER is part of GRANT ALL: a trigger of the grantee's own on a table the gate writes would run as the
     # schema owner. The gate refuses to run next to it, so nothing of the grantee's ever runs with those rights.
     job = new_job(eve)
     log(eve, job, 1, eval_loss=0.9)
     db.execute(f"grant create on schema public to {name}")
-    eve.execute("create function public.rg_spy() returns trigger language plpgsql as"
-                " $$ begin raise notice 'running as %', current_user; return new; end $$")
-    eve.execute("create trigger zz_spy after insert on regate.validation_results"
-                " for each row execute function public.rg_spy()")
+    eve.execute(
+        "create function public.rg_spy() returns trigger language plpgsql as"
+        " $$ begin raise notice 'running as %', current_user; return new; end $$"
+    )
+    eve.execute(
+        "create trigger zz_spy after insert on regate.validation_results for each row execute function public.rg_spy()"
+    )
     err = refused(eve, "RG010", "update regate.local_training_jobs set status = 'completed' where id = %s", (job,))
     assert "zz_spy" in str(err)
     db.execute("drop trigger zz_spy on regate.validation_results")
     # on the tables every other tenant writes, it would run as them: the gate refuses that too
-    eve.execute("create trigger zz_spy before insert on regate.local_training_metrics"
-                " for each row execute function public.rg_spy()")
-    refused(eve, "RG010", "insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 2, 0.5)",
-            (job,))
+    eve.execute(
+        "create trigger zz_spy before insert on regate.local_training_metrics"
+        " for each row execute function public.rg_spy()"
+    )
+    refused(
+        eve, "RG010", "insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 2, 0.5)", (job,)
+    )
     refused(eve, "RG010", "update regate.local_training_jobs set status = 'completed' where id = %s", (job,))
     db.execute("drop trigger zz_spy on regate.local_training_metrics")
     assert complete(eve, job)[0] == "failed"
@@ -224,8 +276,9 @@ def test_writers_cannot_lock_what_the_gate_reads(db: Conn, logins: Logins) -> No
     eve.execute("rollback")
 
 
-def test_a_lock_on_the_jobs_table_delays_but_never_passes(db: Conn, logins: Logins,
-                                                          baseline: Callable[..., None]) -> None:
+def test_a_lock_on_the_jobs_table_delays_but_never_passes(
+    db: Conn, logins: Logins, baseline: Callable[..., None]
+) -> None:
     """Writers update their jobs directly, so they may lock that table: others' completions wait, then are judged."""
     _, alice = logins.login("writer")
     _, eve = logins.login("writer")
@@ -238,8 +291,9 @@ def test_a_lock_on_the_jobs_table_delays_but_never_passes(db: Conn, logins: Logi
     assert waiting.join()[0] == "failed"
 
 
-def test_a_pooled_connection_carries_no_gate_state_to_the_next_client(db: Conn, logins: Logins,
-                                                                       baseline: Callable[..., None]) -> None:
+def test_a_pooled_connection_carries_no_gate_state_to_the_next_client(
+    db: Conn, logins: Logins, baseline: Callable[..., None]
+) -> None:
     """What a transaction pooler does: one server connection serves an admin, then a tenant's transaction."""
     _, alice = logins.login("writer")
     job = new_job(alice)
@@ -247,16 +301,18 @@ def test_a_pooled_connection_carries_no_gate_state_to_the_next_client(db: Conn, 
     admin = logins.connect(logins.role("admin"))
     with admin.transaction():
         admin.execute("select regate.skip_gates_in_transaction('maintenance')")
-    admin.execute("set regate.enabled = off")           # session state a pooler would hand on
-    admin.execute("set regate.skip_xact = '1'")         # a stale or forged skip marker
+    admin.execute("set regate.enabled = off")  # session state a pooler would hand on
+    admin.execute("set regate.skip_xact = '1'")  # a stale or forged skip marker
     # the next "client" of this server connection completes a job
-    row = admin.execute("update regate.local_training_jobs set status = 'completed' where id = %s"
-                        " returning validation_status", (job,)).fetchone()
+    row = admin.execute(
+        "update regate.local_training_jobs set status = 'completed' where id = %s returning validation_status", (job,)
+    ).fetchone()
     assert row == ("failed",)
 
 
-def test_fifty_jobs_of_ten_tenants_complete_concurrently(db: Conn, logins: Logins,
-                                                         baseline: Callable[..., None]) -> None:
+def test_fifty_jobs_of_ten_tenants_complete_concurrently(
+    db: Conn, logins: Logins, baseline: Callable[..., None]
+) -> None:
     tenants = [logins.login("writer") for _ in range(10)]
     jobs: dict[str, list[str]] = {}
     for name, conn in tenants:
@@ -272,8 +328,9 @@ def test_fifty_jobs_of_ten_tenants_complete_concurrently(db: Conn, logins: Login
         try:
             start.wait()
             with conn.transaction():
-                conn.execute("update regate.local_training_jobs set status = 'completed' where id = any(%s::uuid[])",
-                             (mine,))
+                conn.execute(
+                    "update regate.local_training_jobs set status = 'completed' where id = any(%s::uuid[])", (mine,)
+                )
         except BaseException as exc:  # reported below
             errors.append(exc)
 
