@@ -94,6 +94,16 @@ def _expect_server_major(info: ServerInfo, source: str) -> None:
         )
 
 
+def _write_owner(session_dir: Path) -> None:
+    """Record which process owns a session's embedded server (pid and /proc start time, against pid reuse):
+    scripts/stop-stale-servers.sh stops a server only once its owner has exited."""
+    try:
+        start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = ""
+    (session_dir / "owner.pid").write_text(f"{os.getpid()} {start}".strip() + "\n")
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[ServerInfo]:
     """The session's PostgreSQL server: REGATE_TEST_DSN, or a fresh embedded one."""
@@ -104,6 +114,7 @@ def pg_server() -> Iterator[ServerInfo]:
         yield info
         return
     session_dir = Path(tempfile.mkdtemp(prefix="session-", dir=test_root()))
+    _write_owner(session_dir)
     module = connect_mod._embedded_module()
     server = module.get_server(session_dir / "pgdata", cleanup_mode="delete")
     try:
