@@ -35,16 +35,17 @@ test-pg15: $(STAMP) ## Run the test suite on Debian's PostgreSQL 15 (installs an
 	eval "$$env_line" && \
 	REGATE_EXPECT_SERVER_MAJOR=15 $(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## sqlfluff + squawk on the SQL, ruff + mypy on the Python
+lint: $(STAMP) ## sqlfluff + squawk + pgspot on the SQL, ruff + mypy on the Python
 	$(VENV)/bin/sqlfluff lint sql migrations
 	$(VENV)/bin/squawk --config .squawk.toml migrations/*.sql
-	$(VENV)/bin/ruff check regate_db tests bench
-	$(VENV)/bin/ruff format --check regate_db tests bench
+	$(PY) scripts/pgspot_check.py migrations/*.sql sql/*.sql
+	$(VENV)/bin/ruff check regate_db tests bench scripts
+	$(VENV)/bin/ruff format --check regate_db tests bench scripts
 	$(VENV)/bin/mypy
 
 format: $(STAMP) ## Reformat the Python and fix what sqlfluff can
-	$(VENV)/bin/ruff format regate_db tests bench
-	$(VENV)/bin/ruff check --fix regate_db tests bench
+	$(VENV)/bin/ruff format regate_db tests bench scripts
+	$(VENV)/bin/ruff check --fix regate_db tests bench scripts
 	$(VENV)/bin/sqlfluff fix sql migrations
 
 bench: $(STAMP) ## Run the benchmarks (full mode)
