@@ -30,10 +30,11 @@ test: $(STAMP) ## Run the test suite on the embedded PostgreSQL 18
 	REGATE_EXPECT_SERVER_MAJOR=18 $(PY) -m pytest $(PYTEST_ARGS)
 
 # pg15.sh runs on its own first: `eval "$$(failing command)"` would succeed and test the embedded server instead.
+# REGATE_REQUIRE_PLPGSQL_CHECK: tests/test_static_checks.py fails instead of skipping without the extension.
 test-pg15: $(STAMP) ## Run the test suite on Debian's PostgreSQL 15 (installs and starts it; needs root)
 	@env_line=$$(scripts/pg15.sh) || { echo "make test-pg15: PostgreSQL 15 is not available (scripts/pg15.sh failed, see above); no tests were run" >&2; exit 1; }; \
 	eval "$$env_line" && \
-	REGATE_EXPECT_SERVER_MAJOR=15 $(PY) -m pytest $(PYTEST_ARGS)
+	REGATE_EXPECT_SERVER_MAJOR=15 REGATE_REQUIRE_PLPGSQL_CHECK=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## sqlfluff + squawk + pgspot on the SQL, ruff + mypy on the Python
 	$(VENV)/bin/sqlfluff lint sql migrations
