@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test test-pg15 lint format bench bench-quick clean stop-servers
+.PHONY: help venv demo test test-pg15 lint format bench bench-quick perf-doc clean stop-servers
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,8 +55,11 @@ bench: $(STAMP) ## Run the benchmarks (full mode)
 bench-quick: $(STAMP) ## Run the benchmarks in quick mode (under a minute)
 	$(PY) -m bench --quick
 
+perf-doc: $(STAMP) ## Regenerate the figure tables of docs/performance.md from bench/results.json
+	$(PY) -m bench.report
+
 stop-servers: ## Stop embedded PostgreSQL servers leaked by killed test runs
 	@scripts/stop-stale-servers.sh
 
 clean: ## Remove the virtual environment and build output
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache bench/results.json
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
