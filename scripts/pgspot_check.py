@@ -106,7 +106,7 @@ def _visit(state: State, stmt: object) -> tuple[str, tuple[int, int, int, Tally[
     return out.getvalue(), None
 
 
-def check(paths: list[Path], allowed: dict[str, str]) -> int:
+def check(paths: list[Path], allowed: dict[str, str], allowlist: Path = ALLOWLIST) -> int:
     args = argparse.Namespace(
         ignore=sorted(r for r in allowed if r != UNPARSED),
         summary_only=False,
@@ -160,7 +160,7 @@ def check(paths: list[Path], allowed: dict[str, str]) -> int:
     hidden = ", ".join(f"{rule} {n}" for rule, n in sorted(counter.hidden.items())) or "none"
     print(
         f"pgspot {pgspot_version}: {len(paths)} files, {counter.errors} errors, {counter.warnings} warnings,"
-        f" {counter.unknowns} unknown, {failures} failures; hidden by {ALLOWLIST.name}: {hidden}"
+        f" {counter.unknowns} unknown, {failures} failures; hidden by {allowlist.name}: {hidden}"
     )
     return 1 if found else 0
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         *sorted((REPO / "migrations").glob("*.sql")),
         *sorted((REPO / "sql").glob("*.sql")),
     ]
-    return check(files, read_allowlist(args.allowlist))
+    return check(files, read_allowlist(args.allowlist), args.allowlist)
 
 
 if __name__ == "__main__":
