@@ -1,5 +1,6 @@
 """Benchmarks. Each figure is measured side by side in one run (medians of repeated runs) and reported as a
 table and as bench/results.json: one object per figure with name, value, unit, target and met, plus the machine.
+bench/results.json is committed: the figure tables of docs/performance.md are generated from it (`make perf-doc`).
 
 Run with `make bench` (full) or `make bench-quick` (under a minute). REGATE_BENCH_DSN points them at a server of
 your own (its maintenance database, e.g. postgresql://user@host/postgres; the user must be a superuser, for
@@ -25,6 +26,7 @@ import psycopg
 
 from bench import alternative, bulk, completion, concurrency, ingest, install
 from bench.common import FULL, QUICK, Figure, Sizes, machine, server
+from bench.report import describe, table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -36,38 +38,6 @@ BENCHMARKS: dict[str, Callable[[str, Sizes], list[Figure]]] = {
     "concurrency": concurrency.run,
     "install": install.run,
 }
-
-
-def format_value(value: float, unit: str = "") -> str:
-    if unit == "count" or (value == int(value) and abs(value) >= 100):
-        return f"{value:,.0f}"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
-
-
-def table(figures: list[Figure]) -> str:
-    """The figures as a Markdown table (it reads as plain text too, and pastes into docs/performance.md)."""
-    rows = [("figure", "value", "unit", "target", "met")]
-    for f in figures:
-        met = "-" if f.met is None else ("yes" if f.met else "**NO**")
-        rows.append((f.name, format_value(f.value, f.unit), f.unit, f.target or "-", met))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = []
-    for n, r in enumerate(rows):
-        cells = [
-            r[0].ljust(widths[0]),
-            r[1].rjust(widths[1]),
-            *(c.ljust(w) for c, w in zip(r[2:], widths[2:], strict=True)),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-        if n == 0:
-            lines.append(
-                "|" + "|".join(("-" * (w + 1) + ":" if i == 1 else "-" * (w + 2)) for i, w in enumerate(widths)) + "|"
-            )
-    return "\n".join(lines)
 
 
 def source_version() -> dict[str, Any]:
@@ -86,18 +56,6 @@ def source_version() -> dict[str, Any]:
         "commit": git("rev-parse", "--short", "HEAD"),
         "sql_modified": bool(changed) if changed is not None else None,
     }
-
-
-def describe(description: dict[str, Any]) -> str:
-    s = description["settings"]
-    return (
-        f"machine: {description['cores']} cores, {description['memory_gb']} GB RAM, {description['platform']};"
-        f" {description['postgresql']} ({description['server']}, {description['connection']});"
-        f" shared_buffers={s.get('shared_buffers')}, synchronous_commit={s.get('synchronous_commit')},"
-        f" fsync={s.get('fsync')}, wal_sync_method={s.get('wal_sync_method')}, jit={s.get('jit')},"
-        f" max_wal_size={s.get('max_wal_size')}; regate at {description['source']['commit']}"
-        + (" with uncommitted SQL changes" if description["source"]["sql_modified"] else "")
-    )
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make Debian's PostgreSQL 15 available for the test suite and print the line that points the tests at it:
 #   eval "$(scripts/pg15.sh)"
-# Installs postgresql-15 when missing, creates and starts the cluster 15/main, creates a login superuser.
+# Installs postgresql-15 and postgresql-15-plpgsql-check when missing, creates and starts the cluster 15/main,
+# creates a login superuser.
 # Needs root (or an existing server given by REGATE_TEST_DSN, which is then printed as is).
 set -euo pipefail
 log() { echo "pg15: $*" >&2; }
@@ -14,11 +15,19 @@ if [ "$(id -u)" -ne 0 ]; then
     log "installing and starting PostgreSQL 15 needs root; as a normal user, start a server yourself and set REGATE_TEST_DSN"
     exit 1
 fi
+packages=()
 if [ ! -x /usr/lib/postgresql/15/bin/postgres ] || ! command -v pg_ctlcluster >/dev/null; then
-    log "installing postgresql-15 with apt-get ..."
+    packages+=(postgresql-15)
+fi
+# plpgsql_check: tests/test_static_checks.py checks every PL/pgSQL function with it (make test-pg15 requires it)
+if [ ! -f /usr/share/postgresql/15/extension/plpgsql_check.control ]; then
+    packages+=(postgresql-15-plpgsql-check)
+fi
+if [ ${#packages[@]} -gt 0 ]; then
+    log "installing ${packages[*]} with apt-get ..."
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
-    apt-get install -y -qq postgresql-15 >&2
+    apt-get install -y -qq "${packages[@]}" >&2
 fi
 if ! pg_lsclusters -h 2>/dev/null | awk '$1 == 15 && $2 == "main"' | grep -q .; then
     log "creating cluster 15/main ..."

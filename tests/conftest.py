@@ -81,18 +81,45 @@ def _server_info(dsn: str) -> ServerInfo:
         )
 
 
+def _expect_server_major(info: ServerInfo, source: str) -> None:
+    """Stop the whole session when REGATE_EXPECT_SERVER_MAJOR (set by `make test` / `make test-pg15`) names another
+    major version than the server's: a suite that silently ran on the wrong PostgreSQL proves nothing."""
+    expected = os.environ.get("REGATE_EXPECT_SERVER_MAJOR", "").strip()
+    if expected and expected != str(info.version_num // 10000):
+        pytest.exit(
+            f"REGATE_EXPECT_SERVER_MAJOR={expected}, but the test server ({source}) is PostgreSQL "
+            f"{info.version_num // 10000} (server_version_num {info.version_num})",
+            returncode=3,
+        )
+
+
+def _write_owner(session_dir: Path) -> None:
+    """Record which process owns a session's embedded server (pid and /proc start time, against pid reuse):
+    scripts/stop-stale-servers.sh stops a server only once its owner has exited."""
+    try:
+        start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = ""
+    (session_dir / "owner.pid").write_text(f"{os.getpid()} {start}".strip() + "\n")
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[ServerInfo]:
     """The session's PostgreSQL server: REGATE_TEST_DSN, or a fresh embedded one."""
     dsn = os.environ.get("REGATE_TEST_DSN")
     if dsn:
-        yield _server_info(dsn)
+        info = _server_info(dsn)
+        _expect_server_major(info, "REGATE_TEST_DSN")
+        yield info
         return
     session_dir = Path(tempfile.mkdtemp(prefix="session-", dir=test_root()))
+    _write_owner(session_dir)
     module = connect_mod._embedded_module()
     server = module.get_server(session_dir / "pgdata", cleanup_mode="delete")
     try:
-        yield _server_info(server.get_uri())
+        info = _server_info(server.get_uri())
+        _expect_server_major(info, "embedded")
+        yield info
     finally:
         server.cleanup()
         if session_dir.exists():
@@ -180,3 +207,22 @@ def cli_env(pg_server: ServerInfo) -> dict[str, str]:
 def regate_cmd() -> list[str]:
     """The command line that runs this checkout's `regate-db`."""
     return [sys.executable, "-m", "regate_db"]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which PostgreSQL the session runs on, and where that comes from (CI logs show it on the first lines)."""
+    expected = os.environ.get("REGATE_EXPECT_SERVER_MAJOR")
+    expect = f"; expected major {expected} (REGATE_EXPECT_SERVER_MAJOR)" if expected else ""
+    dsn = os.environ.get("REGATE_TEST_DSN")
+    if dsn:
+        try:
+            with psycopg.connect(dsn, connect_timeout=5) as conn:
+                version = f"PostgreSQL {conn.info.parameter_status('server_version')}"
+        except psycopg.Error as exc:
+            version = f"unreachable ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})"
+        return [f"regate-db test server: {version} from REGATE_TEST_DSN={connect_mod.describe_dsn(dsn)}{expect}"]
+    try:
+        binary = connect_mod._embedded_module().postgres(["--version"]).strip()
+    except Exception as exc:  # the embedded extra missing, binaries unusable: the pg_server fixture says so too
+        binary = f"unavailable ({exc})"
+    return [f"regate-db test server: embedded ({binary}), data under {test_root()}{expect}"]
