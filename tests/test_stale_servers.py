@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests import conftest
+from tests.helpers import REPO
 
-SCRIPT = conftest.REPO / "scripts" / "stop-stale-servers.sh"
+SCRIPT = REPO / "scripts" / "stop-stale-servers.sh"
 
 SLEEPING_TEST = """
 import os, pathlib, time
@@ -64,7 +65,7 @@ def test_stale_server_of_a_killed_session_is_stopped_and_a_live_one_kept(tmp_pat
     pytest_args = ["-q", "-p", "tests.conftest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
     child = subprocess.Popen(
         [sys.executable, "-m", "pytest", *pytest_args, str(tmp_path / "test_sleeping.py")],
-        cwd=conftest.REPO,
+        cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
