@@ -18,8 +18,14 @@ alter table regate.local_training_metrics enable row level security;
 alter table regate.local_training_metrics force row level security;
 drop policy if exists owner_or_admin on regate.local_training_metrics;
 create policy owner_or_admin on regate.local_training_metrics
-using ((select regate.is_admin()) or exists (select from regate.local_training_jobs as j where j.id = j.job_id))
-with check ((select regate.is_admin()) or exists (select from regate.local_training_jobs as j where j.id = j.job_id));
+using (
+    (select regate.is_admin())
+    or exists (select from regate.local_training_jobs as j where j.id = local_training_metrics.job_id)
+)
+with check (
+    (select regate.is_admin())
+    or exists (select from regate.local_training_jobs as j where j.id = local_training_metrics.job_id)
+);
 
 alter table regate.validation_results enable row level security;
 alter table regate.validation_results force row level security;
