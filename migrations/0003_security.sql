@@ -15,7 +15,7 @@ revoke all on schema regate_internal from public;
 
 -- The ingest candidates move out of reach of broad grants on schema regate. Until the repeatable files of this
 -- version are applied (the next transaction of the same migrate), the functions of 0.1.0 still name
--- regate._metric_candidates: a view keeps them working; sql/999_cleanup.sql drops it.
+-- regate._metric_candidates: a view keeps them working; sql/900_cleanup.sql drops it.
 -- squawk-ignore ban-set-schema
 alter table regate._metric_candidates set schema regate_internal;
 create view regate._metric_candidates as select * from regate_internal._metric_candidates;

@@ -104,9 +104,21 @@ def _print_plan(plan: Plan) -> None:
     is_flag=True,
     help="Refuse (change nothing) when the schema would be owned by a superuser, instead of warning.",
 )
+@click.option(
+    "--reapply",
+    is_flag=True,
+    help="Re-apply the repeatable files (functions, triggers, privileges) even when none changed: after creating "
+    "the roles migrate could not create, or to repair privileges.",
+)
 @click.pass_obj
 def migrate_cmd(
-    opts: Options, dry_run: bool, show_sql: bool, target: str | None, owner: str | None, strict: bool
+    opts: Options,
+    dry_run: bool,
+    show_sql: bool,
+    target: str | None,
+    owner: str | None,
+    strict: bool,
+    reapply: bool,
 ) -> None:
     """Install or upgrade the regate schema.
 
@@ -123,7 +135,7 @@ def migrate_cmd(
         if dry_run:
             click.echo("dry run: nothing was changed")
             return
-        result = migrate(conn, target=target, report=click.echo, owner=owner, strict=strict)
+        result = migrate(conn, target=target, report=click.echo, owner=owner, strict=strict, reapply=reapply)
         if not result.changed:
             click.echo(f"nothing to do: schema is up to date at version {plan.schema_version}")
         else:

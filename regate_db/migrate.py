@@ -298,14 +298,19 @@ def migrate(
     report: Reporter = _noop,
     owner: str | None = None,
     strict: bool = False,
+    reapply: bool = False,
 ) -> MigrateResult:
     """Bring the database's regate schema up to date (or up to ``target``).
 
     ``conn`` must not be in a transaction; each step commits on its own. Raises :class:`DriftError` when an
     applied file was edited (nothing is changed), :class:`MigrationError` when a file fails (that file's
-    transaction is rolled back; what was applied before stays). With ``owner`` every step runs as that role.
-    A schema owned by a superuser is reported as a warning, and refused with ``strict`` (nothing is changed).
-    Server warnings (e.g. a role that could not be created) are passed to ``report``.
+    transaction is rolled back; what was applied before stays). With ``owner`` every step runs as that role;
+    without it, as the role that already owns schema regate (when that is not the session's own role), so that an
+    upgrade never leaves objects owned by the wrong role. A schema owned by a superuser is reported as a warning,
+    and refused with ``strict`` (nothing is changed). ``reapply`` re-applies the repeatable files even when none
+    changed (after creating the roles migrate could not create, or to repair privileges). Server warnings (e.g. a
+    role that could not be created) and what ``regate.security_problems()`` finds afterwards are passed to
+    ``report``.
     """
     source = source or default_source()
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -313,11 +318,14 @@ def migrate(
     plan = make_plan(conn, source, target)
     if plan.drift:
         raise DriftError("; ".join(d.describe() for d in plan.drift) + " (nothing was changed)")
+    owner = owner or _existing_owner(conn)
     problem = owner_problem(conn, owner)
     if problem and strict:
         raise MigrationError(problem + " (--strict: nothing was changed)")
     if problem:
         report("WARNING: " + problem)
+    if reapply and plan.repeatables and plan.reaches_latest:
+        plan.repeatables_stale = True
     result = MigrateResult(plan)
     if dry_run:
         return result
@@ -328,10 +336,56 @@ def migrate(
 
     conn.add_notice_handler(forward)
     try:
-        _apply(conn, plan, result, owner, report)
+        _apply(conn, plan, result, owner, report, force=reapply)
     finally:
         conn.remove_notice_handler(forward)
+    for found, fix in security_problems(conn):
+        if "is owned by superuser" not in found:
+            report(f"WARNING: {found} (fix: {fix})")
     return result
+
+
+def _existing_owner(conn: psycopg.Connection[Any]) -> str | None:
+    """The owner of schema regate when it is not the session's role (None before the first migrate). Raises
+    :class:`MigrationError` when schema regate or regate_internal exists, owned by another role, without a regate-db
+    installation in it (somebody made it first: installing there would hand them everything), or when the two
+    schemas have different owners."""
+    rows = conn.execute(
+        "select n.nspname, pg_get_userbyid(n.nspowner), n.nspowner = (select oid from pg_roles where rolname ="
+        " current_user), coalesce(to_regclass('regate_internal.schema_migrations'),"
+        " to_regclass('regate.schema_migrations')) is not null"
+        " from pg_namespace as n where n.nspname in ('regate', 'regate_internal') order by 1"
+    ).fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    owners = {name: (owner, mine, installed) for name, owner, mine, installed in rows}
+    if len({o for o, _, _ in owners.values()}) > 1:
+        raise MigrationError(
+            "schemas regate and regate_internal have different owners ("
+            + ", ".join(f"{n}: {o}" for n, (o, _, _) in sorted(owners.items()))
+            + "): regate-db will not install into them (nothing was changed)"
+        )
+    for name, (owner, mine, installed) in owners.items():
+        if not mine and not installed:
+            raise MigrationError(
+                f"schema {name} exists, owned by {owner}, and holds no regate-db installation: regate-db will not"
+                " install into a schema another role made (drop it, or migrate as its owner); nothing was changed"
+            )
+    owner, mine, _ = owners.get("regate", (None, True, False))
+    return None if mine else owner
+
+
+def security_problems(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """``regate.security_problems()``: what weakens the installation's boundary, with the fix; empty when the
+    schema predates it or the session may not ask (it is admin-only)."""
+    try:
+        with conn.transaction():
+            row = conn.execute("select to_regprocedure('regate.security_problems()') is not null").fetchone()
+            if not row or not row[0]:
+                return []
+            return [(str(p), str(f)) for p, f in conn.execute("select * from regate.security_problems()").fetchall()]
+    except psycopg.errors.InsufficientPrivilege:
+        return []
 
 
 def owner_problem(conn: psycopg.Connection[Any], owner: str | None = None) -> str | None:
@@ -355,7 +409,13 @@ def owner_problem(conn: psycopg.Connection[Any], owner: str | None = None) -> st
 
 
 def _apply(
-    conn: psycopg.Connection[Any], plan: Plan, result: MigrateResult, owner: str | None, report: Reporter
+    conn: psycopg.Connection[Any],
+    plan: Plan,
+    result: MigrateResult,
+    owner: str | None,
+    report: Reporter,
+    *,
+    force: bool = False,
 ) -> None:
     with conn.transaction():
         _lock(conn, owner)
@@ -394,6 +454,7 @@ def _apply(
         # Re-read under the lock: a concurrent run may have re-applied them already.
         _, applied, recorded = _read_state(conn)
         _, stale, _ = _compare([], plan.repeatables, applied, recorded, None)
+        stale = stale or force
         schema_version = applied[-1].version if applied else None
         if plan.repeatables and stale:
             report(f"applying {len(plan.repeatables)} repeatable files ...")

@@ -1,6 +1,6 @@
 -- Meta: what regate-db reports about the installed schema, and the public signatures that changed since an
 -- earlier release (dropped here, before the files below create their successors, so that no call is ambiguous
--- while the files are applied). Everything else that a release stopped defining is dropped by 999_cleanup.sql.
+-- while the files are applied). Everything else that a release stopped defining is dropped by 900_cleanup.sql.
 --
 -- Error codes raised here: none.
 

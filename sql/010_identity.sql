@@ -19,19 +19,25 @@ as $$
 $$;
 
 -- regate.is_admin() returns boolean: whether the session's login is a regate admin: a superuser, a member of
--- regate_admin, or a member of the role that owns schema regate. session_user, not current_user: SET ROLE and
--- SECURITY DEFINER cannot lend it. The one admin check of regate-db. Row-level security and guards running as
--- the caller use it, so it calls nothing in regate_internal.
+-- regate_admin, or a member of the role that owns schema regate; never a gateway login in gateway mode (its end
+-- users are tenants, whatever roles the gateway itself may reach). session_user, not current_user: SET ROLE and
+-- SECURITY DEFINER cannot lend it. The one admin check of regate-db; row-level security calls it once per
+-- statement.
 create or replace function regate.is_admin()
 returns boolean
 language plpgsql
 stable
-security invoker
+security definer
 set search_path = pg_catalog, pg_temp
 as $$
--- PL/pgSQL, not SQL: row-level security calls it once per statement, and PostgreSQL before 18 re-plans a SQL
--- function with SET clauses per call.
+-- PL/pgSQL, not SQL: PostgreSQL before 18 re-plans a SQL function with SET clauses per call.
 begin
+    if exists (
+        select from regate_internal.settings as s
+        where s.identity_mode = 'gateway' and session_user = any(s.gateway_roles)
+    ) then
+        return false;
+    end if;
     return coalesce((select r.rolsuper from pg_catalog.pg_roles as r where r.rolname = session_user), false)
         or coalesce((
             select pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')
@@ -44,8 +50,10 @@ end;
 $$;
 
 -- regate.current_identity() returns text: who the session is for regate-db: the login (session_user), or, in
--- gateway mode and only for the admin-listed gateway logins, the end user named by the configured claim of
--- request.jwt.claims (NULL when the claim is missing: such a session owns nothing and may write nothing).
+-- gateway mode and only for the admin-listed gateway logins, 'jwt:' followed by the end user named by the
+-- configured claim of request.jwt.claims (NULL when the claim is missing: such a session owns nothing and may
+-- write nothing). The prefix keeps end users and logins apart: an end user whose claim is a login's name is not
+-- that login.
 create or replace function regate.current_identity()
 returns text
 language plpgsql
@@ -66,7 +74,7 @@ begin
     exception when others then
         return null;  -- claims that are not JSON identify nobody
     end;
-    return nullif(pg_catalog.btrim(v_claims ->> v_settings.identity_claim), '');
+    return 'jwt:' || nullif(pg_catalog.btrim(v_claims ->> v_settings.identity_claim), '');
 end;
 $$;
 
@@ -107,7 +115,9 @@ $$;
 -- regate_internal._assert_trusted_triggers(tables): raise RG010 when a table regate-db is about to write from
 -- SECURITY DEFINER code carries a trigger whose function regate-db did not install (outside regate_internal) and
 -- that the owner of schema regate does not own: that trigger would run with the owner's rights. A grant of
--- TRIGGER (part of GRANT ALL) lets a role attach its own function; this check makes such a trigger harmless.
+-- TRIGGER (part of GRANT ALL) lets a role attach its own function; this check makes such a trigger harmless to
+-- the gate. Also RG010 when anyone but the owner may CREATE in schema regate or regate_internal (GRANT ALL on the
+-- schema): such a role could add an overload of a regate function that an admin's call would resolve to.
 create or replace function regate_internal._assert_trusted_triggers(p_tables regclass[])
 returns void
 language plpgsql
@@ -117,6 +127,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_trigger text;
+    v_create text;
 begin
     select format('trigger %I on %s (function %s, owned by %s)', t.tgname, t.tgrelid::regclass, p.oid::regproc,
         pg_catalog.pg_get_userbyid(p.proowner))
@@ -129,6 +140,22 @@ begin
         and p.pronamespace <> 'regate_internal'::regnamespace
         and p.proowner <> regate_internal._schema_owner()
     limit 1;
+    select format(
+        'role %s may create objects in schema %s',
+        case when a.grantee = 0 then 'public' else pg_catalog.pg_get_userbyid(a.grantee) end, n.nspname
+    )
+    into v_create
+    from pg_catalog.pg_namespace as n
+    cross join lateral pg_catalog.aclexplode(n.nspacl) as a
+    where n.nspname in ('regate', 'regate_internal') and a.privilege_type = 'CREATE' and a.grantee <> n.nspowner
+    limit 1;
+    if v_create is not null then
+        raise exception using
+            errcode = 'RG010',
+            message = format('regate-db refuses to run: %s', v_create),
+            detail = 'It could add an overload of a regate function that an admin''s call would run.',
+            hint = 'Revoke it: revoke create on schema regate, regate_internal from ...; regate-db migrate revokes it.';
+    end if;
     if v_trigger is not null then
         raise exception using
             errcode = 'RG010',
@@ -193,5 +220,108 @@ begin
         )
         from regate_internal.settings as s
     );
+end;
+$$;
+
+-- regate.security_problems() returns table (problem text, fix text): admins only. What weakens the boundary of
+-- this installation, each with the statement that mends it: a superuser owner; CREATE on regate's schemas, any
+-- privilege on regate_internal, TRIGGER, TRUNCATE or REFERENCES on regate's tables, or privileges on its sequences
+-- held by anyone but the owner; triggers regate-db did not install on its tables; objects in regate's schemas that
+-- the owner does not own; functions PUBLIC may execute. No rows: nothing found. regate-db migrate reports them.
+create or replace function regate.security_problems()
+returns table (problem text, fix text)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_owner oid := regate_internal._schema_owner();
+begin
+    perform regate_internal._require_admin('list the security problems');
+    return query
+    with grants as (
+        select
+            case when a.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(a.grantee)) end as grantee,
+            a.privilege_type,
+            c.relkind,
+            c.oid::regclass::text as object_name,
+            c.relnamespace::regnamespace::text as schema_name
+        from pg_class as c
+        cross join lateral aclexplode(c.relacl) as a
+        where
+            c.relnamespace in ('regate'::regnamespace, 'regate_internal'::regnamespace)
+            and a.grantee <> c.relowner
+    )
+
+    select
+        format('schema regate is owned by superuser %s', pg_get_userbyid(v_owner)),
+        'install as a dedicated NOLOGIN owner: regate-db migrate --owner regate_owner (docs/security.md)'
+    where (select r.rolsuper from pg_roles as r where r.oid = v_owner)
+    union all
+    select
+        format('%s may create objects in schema %s', x.grantee, n.nspname),
+        format('revoke create on schema %s from %s', n.nspname, x.grantee)
+    from pg_namespace as n
+    cross join lateral (
+        select
+            case when a.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(a.grantee)) end as grantee,
+            a.privilege_type
+        from aclexplode(n.nspacl) as a
+        where a.grantee <> n.nspowner
+    ) as x
+    where
+        n.nspname in ('regate', 'regate_internal')
+        and (x.privilege_type = 'CREATE' or n.nspname = 'regate_internal')
+    union all
+    select
+        format('%s holds %s on %s', g.grantee, string_agg(g.privilege_type, ', ' order by g.privilege_type),
+            g.object_name),
+        format(
+            'revoke %s on %s %s from %s', string_agg(g.privilege_type, ', ' order by g.privilege_type),
+            case when g.relkind = 'S' then 'sequence' else 'table' end, g.object_name, g.grantee
+        )
+    from grants as g
+    where
+        g.schema_name = 'regate_internal'
+        or g.relkind = 'S'
+        or g.privilege_type in ('TRIGGER', 'TRUNCATE', 'REFERENCES')
+    group by g.grantee, g.object_name, g.relkind
+    union all
+    select
+        format('trigger %I on %s runs %s, which regate-db did not install', t.tgname, t.tgrelid::regclass,
+            p.oid::regprocedure),
+        format('drop trigger %I on %s', t.tgname, t.tgrelid::regclass)
+    from pg_trigger as t
+    inner join pg_proc as p on t.tgfoid = p.oid
+    inner join pg_class as c on t.tgrelid = c.oid
+    where
+        c.relnamespace in ('regate'::regnamespace, 'regate_internal'::regnamespace)
+        and not t.tgisinternal
+        and p.pronamespace <> 'regate_internal'::regnamespace
+        and p.proowner <> v_owner
+    union all
+    select
+        format('function %s is owned by %s, not by the owner of schema regate', p.oid::regprocedure,
+            pg_get_userbyid(p.proowner)),
+        format('drop function %s', p.oid::regprocedure)
+    from pg_proc as p
+    where p.pronamespace in ('regate'::regnamespace, 'regate_internal'::regnamespace) and p.proowner <> v_owner
+    union all
+    select
+        format('%s is owned by %s, not by the owner of schema regate', c.oid::regclass, pg_get_userbyid(c.relowner)),
+        format('alter table %s owner to %s (or drop it)', c.oid::regclass, quote_ident(pg_get_userbyid(v_owner)))
+    from pg_class as c
+    where
+        c.relnamespace in ('regate'::regnamespace, 'regate_internal'::regnamespace)
+        and c.relowner <> v_owner and c.relkind in ('r', 'p', 'v', 'm', 'S')
+    union all
+    select
+        format('PUBLIC may execute %s', p.oid::regprocedure),
+        format('revoke execute on function %s from public', p.oid::regprocedure)
+    from pg_proc as p
+    where
+        p.pronamespace in ('regate'::regnamespace, 'regate_internal'::regnamespace)
+        and (p.proacl is null or exists (select from aclexplode(p.proacl) as a where a.grantee = 0));
 end;
 $$;

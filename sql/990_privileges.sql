@@ -26,7 +26,7 @@ begin
                     raise warning 'regate-db could not create role % (%)', v_role, sqlerrm
                         using hint = format(
                             'Create it as a role with CREATEROLE: CREATE ROLE %I NOLOGIN; then run regate-db migrate '
-                            'again.', v_role
+                            '--reapply.', v_role
                         );
             end;
         end if;
@@ -34,7 +34,11 @@ begin
 end;
 $$;
 
--- Nothing for PUBLIC; regate_internal for nobody but its owner, whatever was granted or defaulted.
+-- Nothing for PUBLIC; regate_internal for nobody but its owner, whatever was granted or defaulted. In schema
+-- regate, nobody but the owner may CREATE (an overload of a regate function would catch an admin's call), hold
+-- TRIGGER, TRUNCATE or REFERENCES on a table (a trigger of one's own runs as whoever writes the table), or use a
+-- sequence (setval); the other grants stay, as admins made them (row-level security and the write guards bind
+-- them).
 revoke all on schema regate from public;
 revoke all on all functions in schema regate from public;
 revoke all on all functions in schema regate_internal from public;
@@ -74,6 +78,31 @@ begin
             where x.grantee <> p.proowner
         ) as a (grantee_name)
         where p.pronamespace = 'regate_internal'::regnamespace
+        union all
+        select format('revoke create on schema regate from %s', a.grantee_name)
+        from pg_catalog.pg_namespace as n
+        cross join lateral (
+            select case when x.grantee = 0 then 'public' else quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) end
+            from pg_catalog.aclexplode(n.nspacl) as x
+            where x.grantee <> v_owner and x.privilege_type = 'CREATE'
+        ) as a (grantee_name)
+        where n.nspname = 'regate'
+        union all
+        select distinct format(
+            'revoke %s on %s %s from %s', case when c.relkind = 'S' then 'all' else 'trigger, truncate, references' end,
+            case c.relkind when 'S' then 'sequence' else 'table' end, c.oid::regclass, a.grantee_name
+        )
+        from pg_catalog.pg_class as c
+        cross join lateral (
+            select
+                case when x.grantee = 0 then 'public' else quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) end,
+                x.privilege_type
+            from pg_catalog.aclexplode(c.relacl) as x
+            where x.grantee <> c.relowner
+        ) as a (grantee_name, privilege_type)
+        where
+            c.relnamespace = 'regate'::regnamespace
+            and (c.relkind = 'S' or a.privilege_type in ('TRIGGER', 'TRUNCATE', 'REFERENCES'))
     loop
         execute v.sql;
     end loop;

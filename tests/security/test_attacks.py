@@ -213,15 +213,32 @@ def test_broad_grants_and_default_privileges_are_harmless(
     db: Conn, logins: Logins, baseline: Callable[..., None]
 ) -> None:
     name, eve = logins.login("writer")
+    job = new_job(eve)
+    log(eve, job, 1, eval_loss=0.9)
     db.execute(f"grant all on all tables in schema regate to {name}")
     db.execute(f"grant all on all sequences in schema regate to {name}")
     db.execute(f"grant all on schema regate to {name}")
     db.execute(f"alter default privileges in schema regate grant all on tables to {name}")
-    # re-applying the repeatable files (as every migrate after a change does) keeps regate_internal closed
+    db.execute(f"alter default privileges grant all on schemas to {name}")
+    problems = [p for p, _ in db.execute("select * from regate.security_problems()").fetchall()]
+    assert f"{name} may create objects in schema regate" in problems
+    assert f"{name} holds REFERENCES, TRIGGER, TRUNCATE on regate.validation_results" in problems
+    # While anyone but the owner may create objects in schema regate, the gate refuses to run (RG010): an overload
+    # of a regate function of theirs would catch an admin's call.
+    err = refused(eve, "RG010", "update regate.local_training_jobs set status = 'completed' where id = %s", (job,))
+    assert f"role {name} may create objects in schema regate" in str(err)
+    # migrate takes back what only the owner may hold, and keeps regate_internal closed
     from regate_db.migrate import migrate
 
-    db.execute("delete from regate_internal.schema_repeatables")
-    migrate(db)
+    messages: list[str] = []
+    migrate(db, reapply=True, report=messages.append)
+    assert not [p for p, _ in db.execute("select * from regate.security_problems()").fetchall() if name in p]
+    refused(
+        eve,
+        "42501",
+        "create function regate.create_baseline(model_name text, metric_name text,"
+        " baseline_value numeric) returns int language sql as $$ select 1 $$",
+    )
     refused(eve, "42501", "select * from regate_internal._metric_candidates")
     refused(eve, "42501", "insert into regate.gate_switch_events (enabled) values (false)")
     refused(
@@ -237,10 +254,16 @@ def test_broad_grants_and_default_privileges_are_harmless(
         f" values ('secure-model', 'passed', 'auto', '{name}')",
     )
     refused(eve, "42501", "truncate regate.gate_switch_events")
-    # TRIGGER is part of GRANT ALL: a trigger of the grantee's own on a table the gate writes would run as the
-    # schema owner. The gate refuses to run next to it, so nothing of the grantee's ever runs with those rights.
-    job = new_job(eve)
-    log(eve, job, 1, eval_loss=0.9)
+    refused(eve, "42501", "select setval('regate.validation_results_id_seq', 1)")
+    refused(
+        eve,
+        "42501",
+        "create trigger zz_spy after insert on regate.validation_results"
+        " for each row execute function regate_internal._jobs_timestamps()",
+    )
+    # TRIGGER granted again after migrate: a trigger of the grantee's own on a table the gate writes would run as
+    # the schema owner. The gate refuses to run next to it, so nothing of the grantee's runs with those rights.
+    db.execute(f"grant trigger on regate.validation_results, regate.local_training_metrics to {name}")
     db.execute(f"grant create on schema public to {name}")
     eve.execute(
         "create function public.rg_spy() returns trigger language plpgsql as"
@@ -261,8 +284,40 @@ def test_broad_grants_and_default_privileges_are_harmless(
         eve, "RG010", "insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 2, 0.5)", (job,)
     )
     refused(eve, "RG010", "update regate.local_training_jobs set status = 'completed' where id = %s", (job,))
+    assert any("zz_spy" in p for p, _ in db.execute("select * from regate.security_problems()").fetchall())
     db.execute("drop trigger zz_spy on regate.local_training_metrics")
     assert complete(eve, job)[0] == "failed"
+
+
+def test_gateway_end_users_are_tenants_in_their_own_namespace(
+    db: Conn, logins: Logins, baseline: Callable[..., None]
+) -> None:
+    """In gateway mode the end user comes from request.jwt.claims, only for the gateway's login; an end user is
+    never an admin (whatever roles the gateway may reach) and never a login of the same name."""
+    gateway = logins.role("writer")
+    db.execute(f"grant regate_admin to {gateway}")  # a gateway that can also reach admin: its users still cannot
+    victim, victim_conn = logins.login("writer")
+    victim_job = new_job(victim_conn)
+    db.execute("select regate.set_identity_mode('gateway', gateway_roles => array[%s], claim => 'sub')", (gateway,))
+    gw = logins.connect(gateway, autocommit=False)
+    gw.execute("select set_config('request.jwt.claims', %s, true)", (f'{{"sub": "{victim}"}}',))
+    assert gw.execute("select regate.current_identity(), regate.is_admin()").fetchone() == (f"jwt:{victim}", False)
+    assert gw.execute("select count(*) from regate.local_training_jobs where id = %s", (victim_job,)).fetchone() == (0,)
+    job = new_job(gw)
+    log(gw, job, 1, eval_loss=0.39)
+    assert complete(gw, job)[0] == "passed"
+    gw.commit()
+    # without the claim the gateway's session owns nothing and may write nothing
+    refused(gw, "42501", "insert into regate.local_training_jobs (model_name) values ('m')")
+    gw.rollback()
+    # a claim means nothing to anyone but the gateway
+    victim_conn.execute("select set_config('request.jwt.claims', '{\"sub\": \"someone\"}', false)")
+    assert victim_conn.execute("select regate.current_identity()").fetchone() == (victim,)
+    row = db.execute(
+        "select owner_id, caused_by, end_user from regate.validation_results where job_id = %s", (job,)
+    ).fetchone()
+    assert row == (f"jwt:{victim}", gateway, f"jwt:{victim}")
+    db.execute("select regate.set_identity_mode('login')")
 
 
 def test_writers_cannot_lock_what_the_gate_reads(db: Conn, logins: Logins) -> None:

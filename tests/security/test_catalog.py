@@ -36,6 +36,7 @@ ADMIN_ONLY = {
     "set_policy(text,boolean,boolean,boolean,boolean,text[],boolean,text[])",
     "set_identity_mode(text,text[],text)",
     "grant_usage(name,text)",
+    "security_problems()",
 }
 DOCUMENTED = {"regate_reader": READER_API, "regate_writer": WRITER_API, "regate_admin": WRITER_API | ADMIN_ONLY}
 TENANT_TABLES = ("local_training_jobs", "local_training_metrics", "validation_results")

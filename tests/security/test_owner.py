@@ -71,6 +71,13 @@ def test_a_non_superuser_owner_installs_and_runs_the_gate(new_database: Callable
                 assert status == ("failed",)
             # a second run as the owner is a no-op
             assert not migrate(su, owner=owner).changed
+            # a run without --owner acts as the schema's owner: nothing ends up owned by the superuser
+            assert migrate(su, reapply=True).repeatables_applied
+            assert su.execute(
+                "select distinct pg_get_userbyid(x.o) from (select relowner o from pg_class where relnamespace in"
+                " ('regate'::regnamespace, 'regate_internal'::regnamespace) union all select proowner from pg_proc"
+                " where pronamespace in ('regate'::regnamespace, 'regate_internal'::regnamespace)) x"
+            ).fetchall() == [(owner,)]
         finally:
             su.execute("reset role")
             su.execute("drop schema if exists regate cascade")
@@ -79,3 +86,18 @@ def test_a_non_superuser_owner_installs_and_runs_the_gate(new_database: Callable
             su.execute(f"drop role {writer}")
             su.execute(f"drop owned by {owner} cascade")
             su.execute(f"drop role {owner}")
+
+
+def test_a_schema_someone_else_made_first_is_not_installed_into(new_database: Callable[[], str]) -> None:
+    """Schema squatting: a role with CREATE on the database makes schema regate before the first migrate."""
+    squatter = f"rg_squat_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(new_database(), autocommit=True) as su:
+        su.execute(f"create role {squatter} nologin")
+        su.execute(f"create schema regate authorization {squatter}")
+        try:
+            with pytest.raises(MigrationError, match=f"schema regate exists, owned by {squatter}"):
+                migrate(su)
+            assert su.execute("select to_regnamespace('regate_internal')").fetchone() == (None,)
+        finally:
+            su.execute("drop schema regate cascade")
+            su.execute(f"drop role {squatter}")
