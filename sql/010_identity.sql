@@ -180,7 +180,6 @@ language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-#variable_conflict use_variable
 declare
     v_missing text;
 begin
@@ -195,7 +194,7 @@ begin
             'set_identity_mode: gateway mode needs gateway_roles, the logins of the gateway (e.g. authenticator)';
     end if;
     select string_agg(g.name, ', ') into v_missing
-    from unnest(coalesce(gateway_roles, '{}')) as g (name)
+    from unnest(coalesce(set_identity_mode.gateway_roles, '{}')) as g (name)
     where not exists (select from pg_catalog.pg_roles as r where r.rolname = g.name);
     if v_missing is not null then
         raise exception using errcode = '22023', message = format(
@@ -208,9 +207,11 @@ begin
     perform regate_internal._assert_trusted_triggers(array['regate_internal.settings'::regclass]);
     update regate_internal.settings as s
     set
-        identity_mode = mode,
-        gateway_roles = case when mode = 'gateway' then gateway_roles else '{}' end,
-        identity_claim = claim,
+        identity_mode = set_identity_mode.mode,
+        gateway_roles = case
+            when set_identity_mode.mode = 'gateway' then set_identity_mode.gateway_roles else '{}'
+        end,
+        identity_claim = set_identity_mode.claim,
         updated_by = session_user,
         updated_at = now();
     return (

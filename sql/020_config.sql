@@ -303,7 +303,6 @@ language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-#variable_conflict use_variable
 declare
     v_old regate.gate_policies;
     v_new regate.gate_policies;
@@ -333,26 +332,32 @@ begin
     perform pg_advisory_xact_lock(hashtext(concat_ws(chr(31), 'regate.policy', model_name)));
     select p.* into v_old from regate.gate_policies as p where p.model_name is not distinct from set_policy.model_name;
     if v_old.id is null then
-        insert into regate.gate_policies as p (model_name) values (model_name) returning p.* into v_new;
+        insert into regate.gate_policies as p (model_name) values (set_policy.model_name) returning p.* into v_new;
     else
         v_new := v_old;
     end if;
     update regate.gate_policies as p
     set
-        enable_gates = case when 'enable_gates' = any(reset) then null else coalesce(enable_gates, p.enable_gates) end,
+        enable_gates = case
+            when 'enable_gates' = any(set_policy.reset) then null
+            else coalesce(set_policy.enable_gates, p.enable_gates)
+        end,
         block_on_critical_failures = case
-            when 'block_on_critical_failures' = any(reset) then null
-            else coalesce(block_on_critical_failures, p.block_on_critical_failures)
+            when 'block_on_critical_failures' = any(set_policy.reset) then null
+            else coalesce(set_policy.block_on_critical_failures, p.block_on_critical_failures)
         end,
         require_baselines = case
-            when 'require_baselines' = any(reset) then null else coalesce(require_baselines, p.require_baselines)
+            when 'require_baselines' = any(set_policy.reset) then null
+            else coalesce(set_policy.require_baselines, p.require_baselines)
         end,
-        fail_open = case when 'fail_open' = any(reset) then null else coalesce(fail_open, p.fail_open) end,
+        fail_open = case
+            when 'fail_open' = any(set_policy.reset) then null else coalesce(set_policy.fail_open, p.fail_open)
+        end,
         metrics_to_validate = case
-            when 'metrics_to_validate' = any(reset) then null
-            else coalesce(metrics_to_validate, p.metrics_to_validate)
+            when 'metrics_to_validate' = any(set_policy.reset) then null
+            else coalesce(set_policy.metrics_to_validate, p.metrics_to_validate)
         end,
-        enforce = coalesce(enforce, p.enforce),
+        enforce = coalesce(set_policy.enforce, p.enforce),
         version = p.version + case when v_old.id is null then 0 else 1 end,
         updated_by = regate.current_identity(),
         updated_at = now()

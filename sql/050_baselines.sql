@@ -237,7 +237,9 @@ begin
     perform regate_internal._require_admin('create baselines');
     select j.* into v_job from regate.local_training_jobs as j where j.id = create_baselines_from_job.job_id;
     if not found then
-        raise exception using errcode = 'RG008', message = format('no training job with id %s', $1);
+        raise exception using errcode = 'RG008', message = format(
+            'no training job with id %s', create_baselines_from_job.job_id
+        );
     end if;
     if directions is null or jsonb_typeof(directions) <> 'object' then
         raise exception using

@@ -1,0 +1,148 @@
+"""One source for every rule list: where a list must appear more than once (inlined SQL on the hot path, docs,
+Python), these tests prove the copies agree with the one source."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg.types.json import Jsonb
+
+from regate_db import gates
+from regate_db.errors import SQLSTATE_ERRORS
+from tests.helpers import REPO
+
+Conn = psycopg.Connection[Any]
+
+
+def metric_table_columns(db: Conn) -> list[tuple[str, str]]:
+    return [
+        (r[0], r[1])
+        for r in db.execute(
+            "select a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute a"
+            " where a.attrelid = 'regate.local_training_metrics'::regclass and a.attnum > 0 and not a.attisdropped"
+            " order by a.attnum"
+        ).fetchall()
+    ]
+
+
+def test_metric_columns_are_the_tables_double_precision_columns(db: Conn) -> None:
+    columns = metric_table_columns(db)
+    doubles = [name for name, kind in columns if kind == "double precision"]
+    row = db.execute("select regate_internal._metric_columns()").fetchone()
+    assert row is not None and row[0] == doubles
+    # _column_metrics (inlined into the ingest trigger) lists the same columns
+    values = ", ".join(f"{i + 1}.5::float8 as {name}" for i, name in enumerate(doubles))
+    listed = db.execute(
+        "select f.metric_name from (select null::bigint as id, null::uuid as job_id, 0::bigint as step,"
+        f" {values}, '{{}}'::jsonb as metrics, now() as recorded_at) as r,"
+        " regate_internal._column_metrics(r::regate.local_training_metrics) as f"
+    ).fetchall()
+    assert [r[0] for r in listed] == doubles
+    # and so does the batch path of the ingest trigger
+    body = db.execute(
+        "select prosrc from pg_proc where oid = 'regate_internal._metrics_after_insert'::regproc"
+    ).fetchone()
+    assert body is not None
+    assert re.findall(r"when '(\w+)' then n\.(\w+)", body[0]) == [(c, c) for c in doubles]
+
+
+def test_reserved_metric_keys_are_the_tables_columns(db: Conn) -> None:
+    row = db.execute("select regate_internal._reserved_metric_keys()").fetchone()
+    assert row is not None and sorted(row[0]) == sorted(name for name, _ in metric_table_columns(db))
+
+
+json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "nan", "", "1", "inf"]),
+    st.sampled_from(["1e-400", "1e400", "-1e309", "4.9e-324", "0", "-0", "1e-300", "1e300", "2e-300"]).map(
+        lambda t: ("num", t)
+    ),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=json_values, key=st.sampled_from(["accuracy", "", " ", "eval_loss", "step", "bleu/de"]))
+def test_the_fast_metric_check_agrees_with_the_careful_one(db: Conn, value: Any, key: str) -> None:
+    literal = value[1] if isinstance(value, tuple) else json.dumps(value)
+    careful = db.execute(
+        "select %s = any(regate_internal._reserved_metric_keys()) or"
+        " regate_internal._metric_value_problem(%s, %s::jsonb) is not null",
+        (key, key, literal),
+    ).fetchone()
+    assert careful is not None
+    try:
+        with db.transaction():
+            db.execute("select regate_internal._metric_value(null, 0, %s, %s::jsonb)", (key, literal))
+        refused = False
+    except psycopg.Error as exc:
+        assert exc.sqlstate == "RG001", exc
+        refused = True
+    assert refused is careful[0], (key, literal)
+
+
+def test_config_defaults_are_the_effective_config_of_an_empty_job(db: Conn) -> None:
+    row = db.execute("select regate.effective_config('{}'::jsonb), regate_internal._config_defaults()").fetchone()
+    assert row is not None and row[0] == row[1]
+
+
+def test_every_gate_key_is_named_in_the_config_error_hint(db: Conn) -> None:
+    row = db.execute("select regate_internal._config_defaults()").fetchone()
+    assert row is not None
+    keys = list(row[0]) + list(row[0]["regressionGateConfig"])
+    with pytest.raises(psycopg.Error) as err:
+        db.execute(
+            "insert into regate.local_training_jobs (model_name, config) values ('m', %s)",
+            (Jsonb({"enableRegressionGates": 1}),),
+        )
+    hint = err.value.diag.message_hint or ""
+    for key in keys:
+        assert key in hint, key
+
+
+def test_the_reason_rule_lives_in_sql_alone(db: Conn) -> None:
+    with pytest.raises(psycopg.Error) as err:
+        db.execute("select regate.disable_gates(' ')")
+    with pytest.raises(gates.GateReasonError) as py_err:
+        gates.disable_gates(db, " ")
+    assert str(py_err.value) == err.value.diag.message_primary
+
+
+def raised_codes() -> set[str]:
+    codes: set[str] = set()
+    for path in sorted((REPO / "sql").glob("*.sql")):
+        codes |= set(re.findall(r"errcode = '(RG\d{3})'", path.read_text()))
+        codes |= set(re.findall(r"_refuse_truncate\('(RG\d{3})'\)", path.read_text()))
+    return codes
+
+
+def test_every_rg_code_is_raised_mapped_and_documented() -> None:
+    raised = raised_codes()
+    assert len(raised) >= 11
+    assert raised == set(SQLSTATE_ERRORS), "RG codes raised in sql/ and mapped in regate_db/errors.py differ"
+    reference = (REPO / "docs" / "sql-reference.md").read_text()
+    table = reference[reference.index("## Error codes") :]
+    for code in sorted(raised):
+        assert f"| `{code}` | `{SQLSTATE_ERRORS[code].__name__}` |" in table, code
+    for path in sorted((REPO / "sql").glob("*.sql")):
+        text = path.read_text()
+        header = text[: text.index("\n\n")]
+        for code in set(re.findall(r"errcode = '(RG\d{3})'", text)):
+            assert code in header, f"{path.name} raises {code} but its header does not list it"
+
+
+def test_every_sql_file_says_what_it_holds_and_what_it_raises() -> None:
+    for path in sorted(Path(REPO / "sql").glob("*.sql")):
+        text = path.read_text()
+        assert text.startswith("-- "), path.name
+        assert "Error codes raised here" in text[: text.index("\n\n")], path.name
