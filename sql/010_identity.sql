@@ -118,28 +118,41 @@ $$;
 -- TRIGGER (part of GRANT ALL) lets a role attach its own function; this check makes such a trigger harmless to
 -- the gate. Also RG010 when anyone but the owner may CREATE in schema regate or regate_internal (GRANT ALL on the
 -- schema): such a role could add an overload of a regate function that an admin's call would resolve to.
-create or replace function regate_internal._assert_trusted_triggers(p_tables regclass[])
+create or replace function regate_internal._assert_trusted_triggers(p_tables regclass [])
 returns void
 language plpgsql
 stable
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
+-- Runs once per completion and per ingest statement: a few catalog lookups, no join re-planned per call.
 declare
+    v_functions oid [];
+    v_regate pg_catalog.pg_namespace;
+    v_internal oid;
     v_trigger text;
     v_create text;
 begin
-    select format('trigger %I on %s (function %s, owned by %s)', t.tgname, t.tgrelid::regclass, p.oid::regproc,
-        pg_catalog.pg_get_userbyid(p.proowner))
-    into v_trigger
+    select n.* into v_regate from pg_catalog.pg_namespace as n where n.nspname = 'regate';
+    select n.oid into v_internal from pg_catalog.pg_namespace as n where n.nspname = 'regate_internal';
+    -- Two simple lookups rather than one join: with the tables as a parameter, a join re-plans on every call.
+    select array_agg(t.tgfoid) into v_functions
     from pg_catalog.pg_trigger as t
-    inner join pg_catalog.pg_proc as p on t.tgfoid = p.oid
-    where
-        t.tgrelid = any(p_tables)
-        and not t.tgisinternal
-        and p.pronamespace <> 'regate_internal'::regnamespace
-        and p.proowner <> regate_internal._schema_owner()
-    limit 1;
+    where t.tgrelid = any(p_tables) and not t.tgisinternal;
+    if exists (
+        select from pg_catalog.pg_proc as f
+        where f.oid = any(v_functions) and f.pronamespace <> v_internal and f.proowner <> v_regate.nspowner
+    ) then
+        select format('trigger %I on %s (function %s, owned by %s)', t.tgname, t.tgrelid::regclass,
+            t.tgfoid::regproc, pg_catalog.pg_get_userbyid(f.proowner))
+        into v_trigger
+        from pg_catalog.pg_trigger as t
+        inner join pg_catalog.pg_proc as f on t.tgfoid = f.oid
+        where
+            t.tgrelid = any(p_tables) and not t.tgisinternal
+            and f.pronamespace <> v_internal and f.proowner <> v_regate.nspowner
+        limit 1;
+    end if;
     select format(
         'role %s may create objects in schema %s',
         case when a.grantee = 0 then 'public' else pg_catalog.pg_get_userbyid(a.grantee) end, n.nspname
@@ -147,7 +160,11 @@ begin
     into v_create
     from pg_catalog.pg_namespace as n
     cross join lateral pg_catalog.aclexplode(n.nspacl) as a
-    where n.nspname in ('regate', 'regate_internal') and a.privilege_type = 'CREATE' and a.grantee <> n.nspowner
+    where
+        n.oid in (v_regate.oid, v_internal)
+        and n.nspacl is not null
+        and a.privilege_type = 'CREATE'
+        and a.grantee <> n.nspowner
     limit 1;
     if v_create is not null then
         raise exception using
