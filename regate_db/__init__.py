@@ -2,6 +2,6 @@
 
 from regate_db.errors import RegateError
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.2.0.dev0"
 
 __all__ = ["RegateError", "__version__"]
