@@ -118,7 +118,7 @@ $$;
 -- TRIGGER (part of GRANT ALL) lets a role attach its own function; this check makes such a trigger harmless to
 -- the gate. Also RG010 when anyone but the owner may CREATE in schema regate or regate_internal (GRANT ALL on the
 -- schema): such a role could add an overload of a regate function that an admin's call would resolve to.
-create or replace function regate_internal._assert_trusted_triggers(p_tables regclass [])
+create or replace function regate_internal._assert_trusted_triggers(p_tables regclass[])
 returns void
 language plpgsql
 stable
