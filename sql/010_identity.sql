@@ -3,7 +3,8 @@
 -- sits on a table it is about to write (that trigger would run with the owner's rights).
 --
 -- Error codes raised here (see docs/sql-reference.md):
---   RG010  a trigger regate-db did not install sits on a table the gate writes: the gate refuses to run
+--   RG010  a trigger regate-db did not install sits on a table the gate writes: the gate refuses to run; a
+--          regate-db trigger function fired where regate-db did not attach it
 --   42501  a non-admin called an admin-only function
 --   22023  set_identity_mode with a bad argument
 
@@ -109,6 +110,22 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
     return p_owner_id = regate.current_identity() or regate.is_admin();
+end;
+$$;
+
+-- regate_internal._misfired(function, relid): raise RG010: a SECURITY DEFINER trigger function of regate-db fired
+-- on a table, or at a time, where regate-db did not attach it (only its owner could have attached it).
+create or replace function regate_internal._misfired(p_function text, p_relid oid)
+returns void
+language plpgsql
+volatile
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    raise exception using errcode = 'RG010', message = format(
+        'regate_internal.%s fires only where regate-db attached it, not on %s', p_function, p_relid::regclass
+    );
 end;
 $$;
 

@@ -171,10 +171,7 @@ declare
     v_job record;
 begin
     if tg_relid <> 'regate.local_training_metrics'::regclass or tg_level <> 'STATEMENT' or tg_op <> 'INSERT' then
-        raise exception using errcode = 'RG010', message = format(
-            'regate_internal._metrics_after_insert fires only after insert on regate.local_training_metrics, not on %s',
-            tg_relid::regclass
-        );
+        perform regate_internal._misfired('_metrics_after_insert', tg_relid);
     end if;
     perform regate_internal._assert_trusted_triggers(
         array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass]

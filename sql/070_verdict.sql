@@ -272,10 +272,7 @@ declare
     v_result regate.validation_results;
 begin
     if tg_relid <> 'regate.local_training_jobs'::regclass or tg_level <> 'ROW' or tg_when <> 'BEFORE' then
-        raise exception using errcode = 'RG010', message = format(
-            'regate_internal._jobs_gate fires only before a row of regate.local_training_jobs turns completed, not '
-            'on %s', tg_relid::regclass
-        );
+        perform regate_internal._misfired('_jobs_gate', tg_relid);
     end if;
     if lower(coalesce(pg_catalog.current_setting('regate.enabled', true), 'on')) in ('off', 'false', '0', 'no') then
         raise warning 'SET regate.enabled is not honoured: it would leak to other clients through a transaction '

@@ -73,9 +73,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
     if tg_relid <> 'regate.local_training_jobs'::regclass then
-        raise exception using errcode = 'RG010', message = format(
-            'regate_internal._jobs_check_config fires only on regate.local_training_jobs, not on %s', tg_relid::regclass
-        );
+        perform regate_internal._misfired('_jobs_check_config', tg_relid);
     end if;
     perform regate_internal._check_config(new.config);
     return new;
@@ -141,10 +139,7 @@ declare
     v_count bigint;
 begin
     if tg_relid <> 'regate.local_training_jobs'::regclass then
-        raise exception using errcode = 'RG010', message = format(
-            'regate_internal._jobs_keep_verdicts fires only on regate.local_training_jobs, not on %s',
-            tg_relid::regclass
-        );
+        perform regate_internal._misfired('_jobs_keep_verdicts', tg_relid);
     end if;
     select count(*) into v_count from regate.validation_results as r where r.job_id = old.id;
     if v_count > 0 then
@@ -170,10 +165,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
     if tg_relid <> 'regate.local_training_jobs'::regclass then
-        raise exception using errcode = 'RG010', message = format(
-            'regate_internal._jobs_forget_candidates fires only on regate.local_training_jobs, not on %s',
-            tg_relid::regclass
-        );
+        perform regate_internal._misfired('_jobs_forget_candidates', tg_relid);
     end if;
     delete from regate_internal._metric_candidates as c where c.job_id = old.id;
     return null;
@@ -190,10 +182,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
     if tg_relid <> 'regate.local_training_metrics'::regclass then
-        raise exception using errcode = 'RG010', message = format(
-            'regate_internal._metrics_append_only fires only on regate.local_training_metrics, not on %s',
-            tg_relid::regclass
-        );
+        perform regate_internal._misfired('_metrics_append_only', tg_relid);
     end if;
     if tg_op = 'DELETE' and not exists (select from regate.local_training_jobs as j where j.id = old.job_id) then
         return old;

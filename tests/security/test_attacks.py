@@ -48,6 +48,28 @@ def test_no_trigger_function_can_be_attached_to_a_hostile_temp_table(db: Conn, l
         assert "permission denied" in str(err)
 
 
+def test_definer_trigger_functions_refuse_to_fire_elsewhere(db: Conn) -> None:
+    """Only the owner could attach them elsewhere (EXECUTE is theirs alone); even then they refuse (RG010)."""
+    db.execute(
+        "create temp table decoy (id uuid, status text, config jsonb, model_name text, model_version text,"
+        " owner_id text, validation_status text, validation_result_id bigint, job_id uuid, step bigint)"
+    )
+    for fn, when in (
+        ("_jobs_gate", "before insert on decoy for each row"),
+        ("_jobs_check_config", "before insert on decoy for each row"),
+        ("_jobs_keep_verdicts", "before delete on decoy for each row"),
+        ("_jobs_forget_candidates", "after delete on decoy for each row"),
+        ("_metrics_append_only", "before delete on decoy for each row"),
+        ("_metrics_after_insert", "after insert on decoy referencing new table as new_rows for each statement"),
+    ):
+        db.execute("insert into decoy (id) values (gen_random_uuid())")
+        db.execute(f"create trigger t_{fn} {when} execute function regate_internal.{fn}()")
+        sql = "insert into decoy (id) values (gen_random_uuid())" if "insert" in when else "delete from decoy"
+        err = refused(db, "RG010", sql)
+        assert "fires only where regate-db attached it" in str(err)
+        db.execute(f"drop trigger t_{fn} on decoy")
+
+
 def test_no_internal_function_is_callable(db: Conn, logins: Logins) -> None:
     _, eve = logins.login("admin")  # even an admin: internals are the owner's
     rows = db.execute(
