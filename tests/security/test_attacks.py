@@ -422,3 +422,52 @@ def test_fifty_jobs_of_ten_tenants_complete_concurrently(
         rows = conn.execute("select job_id::text, status from regate.validation_results order by 1").fetchall()
         assert sorted(r[0] for r in rows) == sorted(jobs[name])
         assert {r[1] for r in rows} == {"passed", "failed"}
+
+
+def test_default_privileges_set_before_the_first_migrate_give_nothing_away(
+    new_database: Callable[[], str], logins: Logins, pg_server: Any
+) -> None:
+    """An installer's database whose default privileges already grant everything to some role, then migrate:
+    nothing internal is reachable, nothing lets the role create or attach code, and the public functions it may
+    execute check the caller themselves."""
+    from regate_db.migrate import migrate
+
+    name = logins.role(level=None)
+    dsn = new_database()
+    with psycopg.connect(dsn, autocommit=True) as su:
+        try:
+            for kind in ("tables", "sequences", "functions", "schemas", "types"):
+                su.execute(f"alter default privileges grant all on {kind} to {name}")
+            migrate(su)
+            rows = su.execute(
+                "select 'function ' || p.oid::regprocedure::text from pg_proc p"
+                " where p.pronamespace = 'regate_internal'::regnamespace"
+                " and has_function_privilege(%(r)s, p.oid, 'EXECUTE')"
+                " union all select 'schema ' || n.nspname from pg_namespace n"
+                " where n.nspname in ('regate', 'regate_internal') and has_schema_privilege(%(r)s, n.oid, 'CREATE')"
+                " union all select 'usage regate_internal'"
+                " where has_schema_privilege(%(r)s, 'regate_internal', 'USAGE')"
+                " union all select 'internal ' || c.relname from pg_class c"
+                " where c.relnamespace = 'regate_internal'::regnamespace and c.relkind in ('r', 'S')"
+                " and (has_table_privilege(%(r)s, c.oid, 'SELECT') or has_table_privilege(%(r)s, c.oid, 'INSERT'))"
+                " union all select 'trigger ' || c.relname from pg_class c"
+                " where c.relnamespace = 'regate'::regnamespace and c.relkind = 'r'"
+                " and has_table_privilege(%(r)s, c.oid, 'TRIGGER')"
+                " union all select 'sequence ' || c.relname from pg_class c"
+                " where c.relnamespace = 'regate'::regnamespace"
+                " and case when c.relkind = 'S' then has_sequence_privilege(%(r)s, c.oid, 'UPDATE') end",
+                {"r": name},
+            ).fetchall()
+            assert rows == []
+            with psycopg.connect(
+                psycopg.conninfo.make_conninfo(dsn, user=name, password=f"pw-{name}"), autocommit=True
+            ) as x:
+                for sql in ("select regate.disable_gates('mine')", "select regate.set_identity_mode('login')"):
+                    refused(x, "42501", sql)
+                refused(
+                    x,
+                    "42501",
+                    "insert into regate.validation_results (model_name, status, source) values ('m', 'passed', 'gate')",
+                )
+        finally:
+            su.execute(f"drop owned by {name}")
