@@ -101,3 +101,46 @@ def test_a_schema_someone_else_made_first_is_not_installed_into(new_database: Ca
         finally:
             su.execute("drop schema regate cascade")
             su.execute(f"drop role {squatter}")
+
+
+@pytest.mark.slow
+def test_an_installer_that_may_not_create_roles_is_told_what_to_create(tmp_path: Any) -> None:
+    """A fresh server (roles are cluster-wide, so the session's server already has them): the installer has CREATE on
+    the database and nothing else. migrate installs, says which roles to create, and grants them after --reapply."""
+    import tempfile
+    from pathlib import Path
+
+    from regate_db import connect as connect_mod
+    from tests import conftest
+
+    folder = Path(tempfile.mkdtemp(prefix="roles-", dir=conftest.test_root()))
+    server = connect_mod._embedded_module().get_server(folder / "pgdata", cleanup_mode="delete")
+    try:
+        uri = server.get_uri()
+        with psycopg.connect(uri, autocommit=True) as su:
+            su.execute("create role installer login")
+            su.execute("grant create on database postgres to installer")
+            assert su.execute("select count(*) from pg_roles where rolname like 'regate\\_%'").fetchone() == (0,)
+            with psycopg.connect(conninfo.make_conninfo(uri, user="installer"), autocommit=True) as inst:
+                messages: list[str] = []
+                migrate(inst, report=messages.append)
+                warned = [m for m in messages if "could not create role" in m]
+                assert len(warned) == 3 and all("CREATE ROLE regate_" in m and "--reapply" in m for m in warned)
+                assert inst.execute("select regate.schema_version()").fetchone() == ("0003",)
+                for role in ("regate_reader", "regate_writer", "regate_admin"):
+                    su.execute(f"create role {role} nologin")
+                assert not migrate(inst).changed  # same release: nothing to do, and no grants
+                assert su.execute("select has_schema_privilege('regate_writer', 'regate', 'USAGE')").fetchone() == (
+                    False,
+                )
+                migrate(inst, reapply=True)
+                assert su.execute(
+                    "select has_schema_privilege('regate_writer', 'regate', 'USAGE'),"
+                    " has_function_privilege('regate_writer', 'regate.run_gate(text,jsonb,text,boolean,text[],uuid)',"
+                    " 'EXECUTE'), has_table_privilege('regate_writer', 'regate.local_training_metrics', 'INSERT')"
+                ).fetchone() == (True, True, True)
+    finally:
+        server.cleanup()
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
