@@ -129,13 +129,14 @@ begin
 end;
 $$;
 
--- regate_internal._assert_trusted_triggers(tables): raise RG010 when a table regate-db is about to write from
+-- regate_internal._assert_trusted_triggers(tables, schemas): raise RG010 when a table regate-db is about to write from
 -- SECURITY DEFINER code carries a trigger whose function regate-db did not install (outside regate_internal) and
 -- that the owner of schema regate does not own: that trigger would run with the owner's rights. A grant of
 -- TRIGGER (part of GRANT ALL) lets a role attach its own function; this check makes such a trigger harmless to
--- the gate. Also RG010 when anyone but the owner may CREATE in schema regate or regate_internal (GRANT ALL on the
--- schema): such a role could add an overload of a regate function that an admin's call would resolve to.
-create or replace function regate_internal._assert_trusted_triggers(p_tables regclass[])
+-- the gate. With `schemas`, also RG010 when anyone but the owner may CREATE in schema regate or regate_internal
+-- (GRANT ALL on the schema): such a role could add an overload of a regate function that an admin's call would
+-- resolve to (the gate's paths check it; the ingest path, which calls no function by name, does not).
+create or replace function regate_internal._assert_trusted_triggers(p_tables regclass[], p_schemas boolean)
 returns void
 language plpgsql
 stable
@@ -151,7 +152,7 @@ declare
     v_create text;
 begin
     select n.* into v_regate from pg_catalog.pg_namespace as n where n.nspname = 'regate';
-    select n.oid into v_internal from pg_catalog.pg_namespace as n where n.nspname = 'regate_internal';
+    v_internal := 'regate_internal'::regnamespace;
     -- Two simple lookups rather than one join: with the tables as a parameter, a join re-plans on every call.
     select array_agg(t.tgfoid) into v_functions
     from pg_catalog.pg_trigger as t
@@ -170,19 +171,21 @@ begin
             and f.pronamespace <> v_internal and f.proowner <> v_regate.nspowner
         limit 1;
     end if;
-    select format(
-        'role %s may create objects in schema %s',
-        case when a.grantee = 0 then 'public' else pg_catalog.pg_get_userbyid(a.grantee) end, n.nspname
-    )
-    into v_create
-    from pg_catalog.pg_namespace as n
-    cross join lateral pg_catalog.aclexplode(n.nspacl) as a
-    where
-        n.oid in (v_regate.oid, v_internal)
-        and n.nspacl is not null
-        and a.privilege_type = 'CREATE'
-        and a.grantee <> n.nspowner
-    limit 1;
+    if p_schemas then
+        select format(
+            'role %s may create objects in schema %s',
+            case when a.grantee = 0 then 'public' else pg_catalog.pg_get_userbyid(a.grantee) end, n.nspname
+        )
+        into v_create
+        from pg_catalog.pg_namespace as n
+        cross join lateral pg_catalog.aclexplode(n.nspacl) as a
+        where
+            n.oid in (v_regate.oid, v_internal)
+            and n.nspacl is not null
+            and a.privilege_type = 'CREATE'
+            and a.grantee <> n.nspowner
+        limit 1;
+    end if;
     if v_create is not null then
         raise exception using
             errcode = 'RG010',
@@ -238,7 +241,7 @@ begin
     if claim is null or pg_catalog.btrim(claim) = '' then
         raise exception using errcode = '22023', message = 'set_identity_mode: claim must be a non-empty name';
     end if;
-    perform regate_internal._assert_trusted_triggers(array['regate_internal.settings'::regclass]);
+    perform regate_internal._assert_trusted_triggers(array['regate_internal.settings'::regclass], true);
     update regate_internal.settings as s
     set
         identity_mode = set_identity_mode.mode,

@@ -327,7 +327,7 @@ begin
         raise exception using errcode = 'RG005', message = 'set_policy: metrics_to_validate must hold non-empty names';
     end if;
     perform regate_internal._assert_trusted_triggers(
-        array['regate.gate_policies'::regclass, 'regate.gate_policy_history'::regclass]
+        array['regate.gate_policies'::regclass, 'regate.gate_policy_history'::regclass], true
     );
     perform pg_advisory_xact_lock(hashtext(concat_ws(chr(31), 'regate.policy', model_name)));
     select p.* into v_old from regate.gate_policies as p where p.model_name is not distinct from set_policy.model_name;

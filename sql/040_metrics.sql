@@ -174,7 +174,7 @@ begin
         perform regate_internal._misfired('_metrics_after_insert', tg_relid);
     end if;
     perform regate_internal._assert_trusted_triggers(
-        array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass]
+        array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
     );
     for v_job in
         select j.id, j.status

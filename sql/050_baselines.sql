@@ -149,7 +149,7 @@ as $$
 declare
     v_row regate.model_baselines;
 begin
-    perform regate_internal._assert_trusted_triggers(array['regate.model_baselines'::regclass]);
+    perform regate_internal._assert_trusted_triggers(array['regate.model_baselines'::regclass], true);
     -- Two concurrent calls for one key would both deactivate nothing and then collide on the unique index.
     perform pg_advisory_xact_lock(
         hashtext(concat_ws(chr(31), 'regate.baseline', p_model_name, p_model_version, p_metric_name, p_severity))

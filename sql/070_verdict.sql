@@ -205,7 +205,7 @@ begin
     perform regate_internal._assert_trusted_triggers(array[
         'regate.validation_results'::regclass, 'regate.local_training_jobs'::regclass,
         'regate.local_training_metrics'::regclass
-    ]);
+    ], true);
     begin
         if p_metrics is null and p_verdict.job_id is not null then
             select f.metrics, f.steps into v_metrics, v_steps from regate_internal._final_metrics(p_verdict.job_id) as f;

@@ -62,7 +62,7 @@ declare
     v_row regate.gate_switch_events;
 begin
     perform regate_internal._require_admin(format('switch the gates %s', case when p_enabled then 'on' else 'off' end));
-    perform regate_internal._assert_trusted_triggers(array['regate.gate_switch_events'::regclass]);
+    perform regate_internal._assert_trusted_triggers(array['regate.gate_switch_events'::regclass], true);
     -- One flip at a time, so that "already on/off" is decided on the latest state.
     perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('regate.gate_switch'));
     select g.* into v_row from regate.gate_switch_events as g order by g.id desc limit 1;
