@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import click
 import psycopg
 
 from regate_db import __version__
 from regate_db import connect as connect_mod
+from regate_db.clikit import Options, connection, echo_err
 from regate_db.demo import Reporter, run_demo
-from regate_db.errors import GateError, NoDatabaseError, RegateError, translate
+from regate_db.errors import GateError, RegateError, translate
 from regate_db.gates import GateSwitch, disable_gates, enable_gates, gate_status, require_schema
 from regate_db.migrate import Plan, make_plan, migrate
 
@@ -23,33 +20,8 @@ EXIT_PENDING = 1
 EXIT_ERROR = 2
 
 
-@dataclass
-class Options:
-    dsn: str | None
-    embedded: bool
-    debug: bool
-
-
-def _echo_err(message: str) -> None:
-    click.echo(message, err=True)
-
-
-@contextmanager
-def _connection(opts: Options, *, announce: bool = True) -> Iterator[psycopg.Connection[Any]]:
-    dsn = connect_mod.resolve_dsn(opts.dsn)
-    if dsn is None:
-        if not opts.embedded:
-            raise NoDatabaseError(connect_mod.NO_DATABASE_HELP)
-        server = connect_mod.start_embedded()
-        if announce:
-            _echo_err(f"embedded PostgreSQL: data in {server.pgdata}")
-            _echo_err(f"  connect with: psql '{server.dsn}'")
-        dsn = server.dsn
-    conn = connect_mod.connect(dsn)
-    try:
-        yield conn
-    finally:
-        conn.close()
+_echo_err = echo_err
+_connection = connection
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -77,7 +49,8 @@ def cli(ctx: click.Context, dsn: str | None, embedded: bool, debug: bool) -> Non
       regate-db demo                   see the gate at work (embedded PostgreSQL)
       regate-db gates status           is the kill switch on or off?
     """
-    ctx.obj = Options(dsn=dsn, embedded=embedded, debug=debug)
+    opts = ctx.ensure_object(Options)
+    opts.dsn, opts.embedded, opts.debug = dsn, embedded or opts.embedded, debug
 
 
 def _print_plan(plan: Plan) -> None:
