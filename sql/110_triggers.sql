@@ -179,12 +179,10 @@ for each row execute function regate_internal._event_alert();
 
 -- regate.deployments ------------------------------------------------------------------------------------------
 
-drop trigger if exists _010_guard_writes on regate.deployments;
-create trigger _010_guard_writes
+drop trigger if exists _100_append_only on regate.deployments;
+create trigger _100_append_only
 before update or delete on regate.deployments
-for each row execute function regate_internal._guard_writes(
-    'owner', 'deployments are append-only: deploy an earlier job again to roll back'
-);
+for each row execute function regate_internal._append_only('To roll back, deploy an earlier job again.');
 
 drop trigger if exists _100_no_truncate on regate.deployments;
 create trigger _100_no_truncate
@@ -203,6 +201,13 @@ create trigger _010_guard_writes
 before insert or update or delete on regate.gate_overrides
 for each row execute function regate_internal._guard_writes('owner', 'regate.override_gate');
 
+drop trigger if exists _100_append_only on regate.gate_overrides;
+create trigger _100_append_only
+before update or delete on regate.gate_overrides
+for each row execute function regate_internal._append_only(
+    'An override ends when it expires or when a new verdict replaces the one it names.'
+);
+
 drop trigger if exists _100_no_truncate on regate.gate_overrides;
 create trigger _100_no_truncate
 before truncate on regate.gate_overrides
@@ -217,6 +222,11 @@ drop trigger if exists _010_guard_writes on regate.gate_override_confirmations;
 create trigger _010_guard_writes
 before insert or update or delete on regate.gate_override_confirmations
 for each row execute function regate_internal._guard_writes('owner', 'regate.confirm_override');
+
+drop trigger if exists _100_append_only on regate.gate_override_confirmations;
+create trigger _100_append_only
+before update or delete on regate.gate_override_confirmations
+for each row execute function regate_internal._append_only('A confirmation is the second admin''s record.');
 
 drop trigger if exists _100_no_truncate on regate.gate_override_confirmations;
 create trigger _100_no_truncate
