@@ -133,7 +133,7 @@ drop trigger if exists _600_alert on regate.validation_results;
 create trigger _600_alert
 after insert on regate.validation_results
 for each row when (new.blocked or new.status in ('failed', 'error'))
-execute function regate_internal._event_alert();
+execute function regate_internal._results_alert();
 
 -- regate.gate_policies, regate.gate_policy_history, regate.gate_switch_events --------------------------------
 
@@ -155,7 +155,7 @@ for each row execute function regate_internal._guard_writes('owner', 'regate.set
 drop trigger if exists _600_alert on regate.gate_policy_history;
 create trigger _600_alert
 after insert on regate.gate_policy_history
-for each row execute function regate_internal._event_alert();
+for each row execute function regate_internal._policy_alert();
 
 drop trigger if exists _100_no_truncate on regate.gate_policy_history;
 create trigger _100_no_truncate
@@ -175,7 +175,7 @@ for each statement execute function regate_internal._refuse_truncate('42501');
 drop trigger if exists _600_alert on regate.gate_switch_events;
 create trigger _600_alert
 after insert on regate.gate_switch_events
-for each row execute function regate_internal._event_alert();
+for each row execute function regate_internal._switch_alert();
 
 -- regate.deployments ------------------------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ for each statement execute function regate_internal._refuse_truncate('42501');
 drop trigger if exists _600_alert on regate.gate_overrides;
 create trigger _600_alert
 after insert on regate.gate_overrides
-for each row execute function regate_internal._event_alert();
+for each row execute function regate_internal._overrides_alert();
 
 drop trigger if exists _010_guard_writes on regate.gate_override_confirmations;
 create trigger _010_guard_writes
@@ -236,7 +236,7 @@ for each statement execute function regate_internal._refuse_truncate('42501');
 drop trigger if exists _600_alert on regate.gate_override_confirmations;
 create trigger _600_alert
 after insert on regate.gate_override_confirmations
-for each row execute function regate_internal._event_alert();
+for each row execute function regate_internal._confirmations_alert();
 
 -- regate.alerts -----------------------------------------------------------------------------------------------
 
