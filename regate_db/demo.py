@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -110,6 +111,8 @@ class DemoResult:
 
     warn_only: list[Verdict]
     blocking: list[Verdict]
+    deployed: uuid.UUID | None = None
+    refusal: str | None = None
 
 
 class Reporter:
@@ -382,6 +385,41 @@ def run_demo(conn: psycopg.Connection[Any], out: Reporter | None = None) -> Demo
     blocking = run_mode(conn, out, config=BLOCKING_CONFIG, show_checks="failing")
 
     out.line()
+    out.line(click.style("3. deployment: the database refuses to deploy the blocked model", bold=True))
+    deployed, refusal = deploy_both(conn, out, blocking)
+
+    out.line()
     out.line("Every verdict is a row; see them with:")
     out.line(f"  select * from regate.validation_history where model_name = '{MODEL}';")
-    return DemoResult(warn_only=warn_only, blocking=blocking)
+    return DemoResult(warn_only=warn_only, blocking=blocking, deployed=deployed, refusal=refusal)
+
+
+def deploy_both(
+    conn: psycopg.Connection[Any], out: Reporter, verdicts: Sequence[Verdict]
+) -> tuple[uuid.UUID | None, str | None]:
+    """Deploy each job of the blocking mode to production: the passed one becomes the champion, the blocked one is
+    refused by the database (RG012). Returns the deployed job and the refusal's message."""
+    deployed: uuid.UUID | None = None
+    refusal: str | None = None
+    for verdict in verdicts:
+        prefix = f"  select regate.deploy('{str(verdict.job_id)[:8]}...', 'production')  -- {verdict.label}: "
+        try:
+            conn.execute("select regate.deploy(%s, 'production')", (verdict.job_id,))
+        except psycopg.Error as exc:
+            if exc.sqlstate != "RG012":
+                raise
+            refusal = exc.diag.message_primary or str(exc)
+            out.line(prefix + click.style(f"refused [{exc.sqlstate}]", fg="red", bold=True))
+            shown = refusal.split("; an admin may override")[0].replace(str(verdict.job_id), str(verdict.job_id)[:8])
+            for line in textwrap.wrap(shown, width=112, initial_indent="    ", subsequent_indent="      "):
+                out.line(line)
+            continue
+        deployed = verdict.job_id
+        out.line(prefix + click.style("deployed", fg="green", bold=True))
+    row = conn.execute(
+        "select job_id from regate.champions where model_name = %s and environment = 'production'", (MODEL,)
+    ).fetchone()
+    if row is not None:
+        out.line(f"  champion in production (regate.champions): job {str(row[0])[:8]}")
+    out.line("  an admin may still let it through, audited: select regate.override_gate(job_id, reason => '...')")
+    return deployed, refusal

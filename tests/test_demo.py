@@ -53,7 +53,13 @@ def test_demo_passes_the_good_run_fails_then_blocks_the_regressed_one(
         assert row[header.index("outcome") :].split()[0] in {"passed", "failed"}, row
     assert re.search(r"^    eval_loss +critical +0\.48 +0\.42 +failed +eval_loss 0\.48 is worse", out, re.MULTILINE)
     assert not ANSI.search(out), "colour codes in output that is not a terminal"
-    assert len(out.splitlines()) < 60, "the demo output should stay compact"
+    # 3. the database refuses to deploy the blocked job; the passed one is the champion
+    deploy = out.split("3. deployment: the database refuses to deploy the blocked model", 1)[1]
+    assert re.search(r"-- good run: deployed\n", deploy)
+    assert re.search(r"-- regressed run: refused \[RG012\]\n    deployment refused: job [0-9a-f]{8} of model", deploy)
+    champion = re.search(r"champion in production \(regate.champions\): job ([0-9a-f]{8})", deploy)
+    assert champion is not None and champion.group(1) == job_ids(out)[2]  # the good run of the blocking mode
+    assert len(out.splitlines()) < 70, "the demo output should stay compact"
 
     second = run(regate_cmd, cli_env, "--dsn", empty_db, "demo")
     assert second.returncode == 0, second.stderr
@@ -79,6 +85,8 @@ def _normalise(text: str) -> list[str]:
     text = re.sub(schema_line, "schema ...", text)
     text = re.sub(r"job [0-9a-f]{8}", "job ID", text)
     text = re.sub(r"result #\d+ in [\d.]+ ms", "result #N", text)
+    text = re.sub(r"deploy\('[0-9a-f]{8}\.\.\.'", "deploy('ID...'", text)
+    text = re.sub(r"verdict #\d+", "verdict #N", text)
     return [line.rstrip() for line in text.strip().splitlines()]
 
 
