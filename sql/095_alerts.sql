@@ -6,7 +6,9 @@
 -- Numbering at commit: a deferred trigger takes a lock held until commit, numbers the transaction's alerts
 -- (regate_internal.alert_ids) and sends NOTIFY regate_alerts with {"id", "kind", "model", "job", "result"}. Alerts
 -- are therefore numbered in commit order: a consumer that has read every id up to n never finds a smaller one
--- later. The lock is taken at commit only, so it cannot take part in a deadlock with the transaction's work.
+-- later. The lock is taken at commit only, so it cannot take part in a deadlock with the transaction's work; a
+-- transaction that makes the trigger fire early (SET CONSTRAINTS ALL IMMEDIATE) and then idles delays the others
+-- by at most 2 s each, after which they are numbered without the lock.
 --
 -- Error codes raised here (see docs/sql-reference.md):
 --   RG010  a trigger regate-db did not install sits on regate.alerts
@@ -181,12 +183,23 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_id bigint;
+    v_deadline constant timestamptz := pg_catalog.clock_timestamp() + interval '2 seconds';
 begin
     if tg_relid <> 'regate.alerts'::regclass or tg_level <> 'ROW' or tg_when <> 'AFTER' then
         perform regate_internal._misfired('_alerts_number', tg_relid);
     end if;
-    -- Held until the end of the commit: alerts of transactions that commit later get larger numbers.
-    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('regate.alerts'));
+    -- Held until the end of the commit: alerts of transactions that commit later get larger numbers. The wait is
+    -- bounded: a transaction that numbers its alerts before its commit (SET CONSTRAINTS ALL IMMEDIATE) and then
+    -- idles must not stall every other alert; after 2 s this one is numbered without the lock (a WARNING says so).
+    while not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('regate.alerts')) loop
+        if pg_catalog.clock_timestamp() > v_deadline then
+            raise warning 'regate-db: alert % numbered without waiting longer for another transaction that holds '
+                'the numbering lock (it set the numbering constraint immediate); its order may not match commit '
+                'order', new.seq;
+            exit;
+        end if;
+        perform pg_catalog.pg_sleep(0.005);
+    end loop;
     v_id := pg_catalog.nextval('regate_internal.alert_ids');
     update regate.alerts as a set id = v_id where a.seq = new.seq;
     perform pg_catalog.pg_notify(

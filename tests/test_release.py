@@ -506,3 +506,23 @@ def test_notifications_survive_select_based_waiting(db_dsn: str, gated: Conn) ->
         assert json.loads(notes[0].payload)["kind"] == "gates_switched"
     finally:
         conn.close()
+
+
+def test_a_transaction_that_numbers_early_and_idles_delays_other_alerts_only_briefly(gated: Conn, db_dsn: str) -> None:
+    """SET CONSTRAINTS ALL IMMEDIATE makes the numbering trigger fire at the statement, so its lock is held until
+    that transaction ends. Another alerting commit waits for it at most 2 s, then numbers without it (WARNING)."""
+    idle = psycopg.connect(db_dsn)
+    other = psycopg.connect(db_dsn, autocommit=True)
+    warnings: list[str] = []
+    other.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
+    try:
+        idle.execute("set constraints all immediate")
+        idle.execute("select regate.set_policy('early', enforce => true)")  # numbered now, lock held
+        other.execute("select regate.disable_gates('must not hang')")  # commits despite the idle holder
+        assert any("numbered without waiting longer" in w for w in warnings)
+        idle.commit()
+        kinds = gated.execute("select kind from regate.alerts order by id").fetchall()
+        assert sorted(k for (k,) in kinds) == ["gates_switched", "policy_changed"]
+    finally:
+        idle.close()
+        other.close()
