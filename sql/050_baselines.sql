@@ -5,7 +5,8 @@
 --   RG004  a baseline breaks a rule
 --   RG007  greater_is_better cannot be inferred from the metric name
 --   RG008  no such job (create_baselines_from_job)
---   42501  a non-admin called create_baseline or create_baselines_from_job
+--   22023  deactivate_baseline of a baseline that does not exist
+--   42501  a non-admin called create_baseline, create_baselines_from_job or deactivate_baseline
 
 -- Trigger function: a baseline must be usable (RG004, naming the field and the rule). On insert, created_by is
 -- the session's identity, whatever the client sent.
@@ -287,5 +288,33 @@ begin
             format('promoted from job %s', v_job.id), v_job.id
         );
     end loop;
+end;
+$$;
+
+-- regate.deactivate_baseline(baseline_id bigint) returns regate.model_baselines: admins only. The baseline stops
+-- applying to completions from now on (is_active false); it stays, with the verdicts that cite it. Raises 22023
+-- when no baseline has that id; deactivating an inactive one changes nothing (NOTICE).
+create or replace function regate.deactivate_baseline(baseline_id bigint)
+returns regate.model_baselines
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_row regate.model_baselines;
+begin
+    perform regate_internal._require_admin('deactivate a baseline');
+    perform regate_internal._assert_trusted_triggers(array['regate.model_baselines'::regclass], true);
+    select b.* into v_row from regate.model_baselines as b where b.id = deactivate_baseline.baseline_id for update;
+    if v_row.id is null then
+        raise exception using errcode = '22023', message = format(
+            'deactivate_baseline: no baseline with id %s', deactivate_baseline.baseline_id
+        );
+    elsif not v_row.is_active then
+        raise notice 'baseline % (%/%) is inactive already', v_row.id, v_row.model_name, v_row.metric_name;
+        return v_row;
+    end if;
+    update regate.model_baselines as b set is_active = false where b.id = v_row.id returning b.* into v_row;
+    return v_row;
 end;
 $$;

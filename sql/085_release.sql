@@ -9,7 +9,8 @@
 -- rollback path) may deploy; a completed job without any verdict may not.
 --
 -- Error codes raised here (see docs/sql-reference.md):
---   RG008  override_gate names a job that does not exist (or is not visible)
+--   RG008  a deployment or override_gate names a job that does not exist (or, for a deployment, is not the
+--          session's own)
 --   RG012  a deployment was refused: the message says why, the hint how to override
 --   22023  a deployment without an environment; override_gate without a reason, with an expiry in the past, or for a job that may deploy;
 --          confirm_override of an override that needs no confirmation, expired, or was confirmed already
@@ -80,6 +81,7 @@ begin
     end if;
     select j.* into job from regate.local_training_jobs as j where j.id = p_job_id;
     if job.id is null or not regate_internal._may_see(job.owner_id) then
+        job := null;
         refusal := format('no training job with id %s', p_job_id);
         return;
     end if;
@@ -188,7 +190,9 @@ begin
     perform from regate.local_training_jobs as j where j.id = new.job_id and regate_internal._may_see(j.owner_id)
     for share;
     v := regate_internal._deployment_decision(new.job_id, new.environment);
-    if v.refusal is not null then
+    if (v.job).id is null then
+        raise exception using errcode = 'RG008', message = format('no training job with id %s', new.job_id);
+    elsif v.refusal is not null then
         raise exception using
             errcode = 'RG012',
             message = 'deployment refused: ' || v.refusal,

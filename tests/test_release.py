@@ -136,8 +136,9 @@ def test_a_deployment_is_refused_with_its_reason_for_every_role(gated: Conn, log
     _, reader = logins.login("reader")
     mine = run_job(alice, 0.3)
     assert deploy(alice, mine)["deployed_by"] != "postgres"
-    err = refused(bob, "RG012", "select regate.deploy(%s, 'production')", (mine,))
-    assert message(err) == f"deployment refused: no training job with id {mine}"
+    err = refused(bob, "RG008", "select regate.deploy(%s, 'production')", (mine,))
+    assert message(err) == f"no training job with id {mine}"
+    refused(bob, "RG008", "select regate.deploy(%s, 'production')", (uuid.uuid4(),))
     refused(reader, "42501", "select regate.deploy(%s, 'production')", (mine,))
     refused(reader, "42501", "insert into regate.deployments (job_id, environment) values (%s, 'x')", (mine,))
 
@@ -526,3 +527,18 @@ def test_a_transaction_that_numbers_early_and_idles_delays_other_alerts_only_bri
     finally:
         idle.close()
         other.close()
+
+
+def test_an_admin_deactivates_a_baseline_and_it_stops_applying(gated: Conn, logins: Logins) -> None:
+    db = gated
+    row = db.execute("select id from regate.model_baselines where model_name = %s", (MODEL,)).fetchone()
+    assert row is not None
+    _, admin = logins.login("admin")
+    _, writer = logins.login("writer")
+    refused(writer, "42501", "select regate.deactivate_baseline(%s)", (row[0],))
+    assert admin.execute("select is_active from regate.deactivate_baseline(%s)", (row[0],)).fetchone() == (False,)
+    assert admin.execute("select is_active from regate.deactivate_baseline(%s)", (row[0],)).fetchone() == (False,)
+    err = refused(admin, "22023", "select regate.deactivate_baseline(%s)", (row[0] + 1000,))
+    assert message(err) == f"deactivate_baseline: no baseline with id {row[0] + 1000}"
+    job = run_job(db, 0.9)
+    assert status(db, job) == "passed"  # nothing applies any more: no_baselines

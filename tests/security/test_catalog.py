@@ -34,6 +34,7 @@ ADMIN_ONLY = {
     "create_baseline(text,text,double precision,boolean,double precision,double precision,double precision,text,"
     "text,text)",
     "create_baselines_from_job(uuid,text[],double precision,text,jsonb)",
+    "deactivate_baseline(bigint)",
     "disable_gates(text)",
     "enable_gates(text)",
     "skip_gates_in_transaction(text)",
