@@ -120,6 +120,13 @@ class FrozenJobError(GateError):
     sqlstate = "RG011"
 
 
+class DeploymentRefusedError(GateError):
+    """RG012: a deployment was refused: the job is not completed, its verdict blocks it (or failed closed after an
+    error), or it has no verdict, and no override in effect names that verdict."""
+
+    sqlstate = "RG012"
+
+
 SQLSTATE_ERRORS: dict[str, type[GateError]] = {
     cls.sqlstate: cls
     for cls in (
@@ -134,6 +141,7 @@ SQLSTATE_ERRORS: dict[str, type[GateError]] = {
         VerdictTamperingError,
         UntrustedTriggerError,
         FrozenJobError,
+        DeploymentRefusedError,
     )
 }
 
