@@ -13,11 +13,12 @@ from regate_db import connect as connect_mod
 from regate_db.cli_release import register as register_release_commands
 from regate_db.clikit import Options, connection, db_options, echo_err
 from regate_db.demo import Reporter, run_demo
-from regate_db.errors import GateError, RegateError, translate
+from regate_db.errors import DeploymentRefusedError, GateError, RegateError, translate
 from regate_db.gates import GateSwitch, disable_gates, enable_gates, gate_status, require_schema
 from regate_db.migrate import Plan, make_plan, migrate
 
 EXIT_PENDING = 1
+EXIT_REFUSED = 1  # a deployment the database refused (RG012): an answer, not a failure of the tool
 EXIT_ERROR = 2
 
 
@@ -347,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         suffix = f" [{exc.sqlstate}]" if isinstance(exc, GateError) else ""
         _echo_err(f"error: {exc}{suffix}")
-        sys.exit(exc.exit_code)
+        sys.exit(EXIT_REFUSED if isinstance(exc, DeploymentRefusedError) else exc.exit_code)
     except psycopg.Error as exc:
         if debug:
             traceback.print_exc()
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
             _echo_err(f"error: {first} [{exc.sqlstate}]")
         else:
             _echo_err(f"database error: {first}" + (f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""))
-        sys.exit(EXIT_ERROR)
+        sys.exit(EXIT_REFUSED if isinstance(translate(exc), DeploymentRefusedError) else EXIT_ERROR)
 
 
 if __name__ == "__main__":

@@ -25,18 +25,16 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from regate_db.errors import GateError, JobNotFoundError, RegateError, SchemaNotInstalledError, translate
+from regate_db.errors import (
+    DeploymentRefusedError,
+    JobNotFoundError,
+    RegateError,
+    SchemaNotInstalledError,
+    translate,
+)
 from regate_db.gates import GatePermissionError
 
 Row = dict[str, Any]
-
-
-class DeploymentRefusedError(GateError):
-    """RG012: the database refused a deployment (the job's verdict blocks it, or it is not completed); the
-    message says why and how to override. Exit code 1: a refusal is an answer, not a failure of the tool."""
-
-    sqlstate = "RG012"
-    exit_code = 1
 
 
 class InvalidRequestError(RegateError):
@@ -59,7 +57,7 @@ def _translate(conn: psycopg.Connection[Any], exc: psycopg.Error, action: str) -
     """The exception for a psycopg error of ``action`` (e.g. 'create baselines'): one clear line each."""
     primary = _primary(exc)
     if exc.sqlstate == "RG012":
-        return DeploymentRefusedError(primary)
+        return DeploymentRefusedError(primary, "RG012")
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         if primary.startswith("permission denied for schema"):
             return GatePermissionError(
@@ -328,14 +326,26 @@ def deactivate_baseline(conn: psycopg.Connection[Any], baseline_id: int) -> tupl
         raise NotFoundError(f"no baseline with id {baseline_id} (regate-db baseline list --all shows them)")
     if not found[0]["is_active"]:
         return Baseline.from_row(found[0]), False
-    row = _one(
-        conn,
-        "deactivate baselines",
-        sql.SQL("update regate.model_baselines as b set is_active = false where b.id = %s returning {}").format(
-            _BASELINE_COLUMNS
-        ),
-        (baseline_id,),
-    )
+    try:
+        row = _one(
+            conn,
+            "deactivate baselines",
+            sql.SQL("update regate.model_baselines as b set is_active = false where b.id = %s returning {}").format(
+                _BASELINE_COLUMNS
+            ),
+            (baseline_id,),
+        )
+    except GatePermissionError:
+        # regate_admin is granted no UPDATE on model_baselines: only the owner of schema regate (or a superuser)
+        # can run this update, although regate.is_admin() is true for every member of regate_admin.
+        admin = conn.execute("select regate.is_admin()").fetchone()
+        if admin and admin[0]:
+            raise GatePermissionError(
+                f"permission denied for table model_baselines: role {conn.info.user} is a regate admin, but"
+                " regate_admin is granted no UPDATE on regate.model_baselines; deactivate it as the owner of"
+                " schema regate or a superuser"
+            ) from None
+        raise
     return Baseline.from_row(row), True
 
 

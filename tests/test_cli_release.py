@@ -343,3 +343,112 @@ def test_help_has_an_example_for_every_command(cli_env: dict[str, str], regate_c
     assert "Exit status: 0" in ok(run(regate_cmd, cli_env, "gate", "--help")).stdout
     for args in (["migrate"], ["status"], ["demo"], ["gates", "off"], ["gates", "on"], ["gates", "status"]):
         assert "--dsn" in ok(run(regate_cmd, cli_env, *args, "--help")).stdout, args
+
+
+def test_deploy_override_champions_stats(
+    db: psycopg.Connection[Any], rg: Cli, login: Callable[[str], tuple[str, str]]
+) -> None:
+    db.execute(
+        "select regate.create_baseline(model_name => 'bert', metric_name => 'eval_loss', baseline_value => 0.4,"
+        " min_relative_change => -0.05)"
+    )
+    good, bad = _trained_job(db, 0.39), _trained_job(db, 0.6, block=True)
+    deployed = ok(rg("deploy", good, "--env", "production", "--notes", "release 1"))
+    assert deployed.stdout.startswith(f"deployed job {good} (bert) to production: deployment ")
+    assert deployed.stdout.rstrip().endswith("verdict passed")
+    staging = js(rg("deploy", good, "--env", "staging", "--json"))
+    assert (staging["environment"], staging["validation_status"], staging["override_id"]) == ("staging", "passed", None)
+
+    refused = rg("deploy", bad, "--env", "production")
+    line = one_error_line(refused, code=1)
+    assert line.startswith(f"error: deployment refused: job {bad} of model bert is blocked by its verdict #")
+    assert "eval_loss" in line and "an admin may override it" in line and line.endswith("[RG012]")
+    assert refused.stdout == "" and rg("deploy", bad, "--env", "production", "--json").stdout == ""
+    # The database refuses a blank environment and an unknown job as deployments too (RG012, exit 1).
+    assert one_error_line(rg("deploy", good, "--env", " "), code=1).startswith("error: deployment refused: environment")
+    unknown = str(uuid.uuid4())
+    assert one_error_line(rg("deploy", unknown, "--env", "production"), code=1) == (
+        f"error: deployment refused: no training job with id {unknown} [RG012]"
+    )
+
+    # An override under the four-eyes rule: in effect once a second admin confirms it.
+    ok(rg("policy", "set", "bert", "--second-admin"))
+    assert js(rg("policy", "show", "bert", "--json"))["policies"][-1]["override_requires_second_admin"] is True
+    line = one_error_line(rg("override", bad, "--reason", "  "))
+    assert line == "error: override_gate: reason must be a non-empty text saying why"
+    assert "is not in the future" in one_error_line(rg("override", bad, "--reason", "x", "--expires", "2020-01-01"))
+    assert "neither an ISO date" in one_error_line(rg("override", bad, "--reason", "x", "--expires", "soon"))
+    assert "nothing to override" in one_error_line(rg("override", good, "--reason", "x"))
+    made = ok(rg("override", bad, "--reason", "INC-7: eval set fixed", "--expires", "3d"))
+    override_id = int(made.stdout.split()[1])
+    assert made.stdout.startswith(f"override {override_id} of job {bad}: NOT in effect (awaiting a second admin:")
+    assert f"regate-db confirm-override {override_id}" in made.stdout and ", expires 20" in made.stdout
+    assert one_error_line(rg("deploy", bad, "--env", "production"), code=1).endswith("[RG012]")
+    assert "a second, different admin must confirm it" in one_error_line(rg("confirm-override", str(override_id)))
+
+    writer, writer_dsn = login("writer")
+    assert one_error_line(rg("override", bad, "--reason", "mine now", dsn=writer_dsn)) == (
+        "error: permission denied: only a regate admin (a member of regate_admin, a member of the owner of schema"
+        f" regate, or a superuser) may override the gate (connected as {writer})"
+    )
+    # Overrides are readable by every reader (no row-level security); in_effect is unknown for another's job.
+    assert [(o["id"], o["in_effect"]) for o in js(rg("overrides", "--json", dsn=writer_dsn))] == [(override_id, None)]
+    admin, admin_dsn = login("admin")
+    confirmed = js(rg("confirm-override", str(override_id), "--json", dsn=admin_dsn))
+    assert (confirmed["confirmed_by"], confirmed["in_effect"], confirmed["reason"]) == (
+        admin,
+        True,
+        "INC-7: eval set fixed",
+    )
+    assert "confirmed already" in one_error_line(rg("confirm-override", str(override_id), dsn=admin_dsn))
+    assert "no override with id 999999" in one_error_line(rg("confirm-override", "999999", dsn=admin_dsn))
+
+    via = js(rg("deploy", bad, "--env", "production", "--json"))
+    assert via["override_id"] == override_id and via["validation_status"] == "blocked"
+    listed = js(rg("overrides", "--job", bad, "--json"))
+    assert [(o["id"], o["in_effect"]) for o in listed] == [(override_id, True)]
+    assert "INC-7: eval set fixed" in ok(rg("overrides")).stdout
+
+    champions = js(rg("champions", "--json"))
+    assert {(c["environment"], c["job_id"], c["override_id"]) for c in champions} == {
+        ("production", bad, override_id),
+        ("staging", good, None),
+    }
+    assert [c["job_id"] for c in js(rg("champions", "--model", "bert", "--env", "staging", "--json"))] == [good]
+    assert js(rg("champions", "--model", "other", "--json")) == []
+    table = ok(rg("champions")).stdout
+    assert "production" in table and bad in table
+
+    report = js(rg("show", bad, "--json"))
+    assert [d["environment"] for d in report["deployments"]] == ["production"]
+    assert [o["id"] for o in report["overrides"]] == [override_id]
+    shown = ok(rg("show", bad)).stdout
+    assert "deployments:" in shown and "INC-7: eval set fixed" in shown and "(none)" not in shown
+
+    stats = js(rg("stats", "--json"))
+    by_model = {s["model_name"]: s for s in stats}
+    assert set(by_model) == {"bert", None}
+    assert (by_model["bert"]["validations"], by_model["bert"]["passed"], by_model["bert"]["blocked"]) == (2, 1, 1)
+    assert by_model["bert"]["overrides"] == 1 and by_model["bert"]["pass_rate"] == 0.5
+    assert [s["model_name"] for s in js(rg("stats", "--model", "bert", "--json"))] == ["bert"]
+    assert js(rg("stats", "--since", "1h", "--by-day", "--json"))[0]["day"] is not None
+    assert [s["validations"] for s in js(rg("stats", "--until", "1d", "--json"))] == [0] or js(
+        rg("stats", "--until", "1d", "--json")
+    ) == []
+    table = ok(rg("stats", "--by-day")).stdout
+    assert "pass_rate" in table and "*" in table and "bert" in table
+    assert "neither an ISO date" in one_error_line(rg("stats", "--since", "yesterday"))
+
+
+def test_deactivate_as_a_regate_admin(rg: Cli, login: Callable[[str], tuple[str, str]]) -> None:
+    name, dsn = login("admin")
+    created = js(rg("baseline", "create", "bert", "eval_loss", "--threshold", "0.5", "--json", dsn=dsn))
+    # The SQL grants regate_admin no UPDATE on regate.model_baselines (sql/990_privileges.sql), so a member of
+    # regate_admin who is not the schema owner cannot deactivate: the command says so instead of "admins only".
+    off = rg("baseline", "deactivate", str(created["id"]), "--json", dsn=dsn)
+    assert one_error_line(off) == (
+        f"error: permission denied for table model_baselines: role {name} is a regate admin, but regate_admin is"
+        " granted no UPDATE on regate.model_baselines; deactivate it as the owner of schema regate or a superuser"
+    )
+    assert off.stdout == ""
+    assert js(rg("baseline", "deactivate", str(created["id"]), "--json"))["changed"] is True  # the owner can
