@@ -11,7 +11,7 @@
 -- Error codes raised here (see docs/sql-reference.md):
 --   RG008  override_gate names a job that does not exist (or is not visible)
 --   RG012  a deployment was refused: the message says why, the hint how to override
---   22023  override_gate without a reason, with an expiry in the past, or for a job that may deploy;
+--   22023  a deployment without an environment; override_gate without a reason, with an expiry in the past, or for a job that may deploy;
 --          confirm_override of an override that needs no confirmation, expired, or was confirmed already
 --   42501  a non-admin overrides or confirms, or the admin who overrode confirms
 
@@ -178,6 +178,11 @@ declare
 begin
     if tg_relid <> 'regate.deployments'::regclass or tg_level <> 'ROW' or tg_when <> 'BEFORE' then
         perform regate_internal._misfired('_deployments_guard', tg_relid);
+    end if;
+    if new.environment is null or btrim(new.environment) = '' then
+        raise exception using errcode = '22023', message = format(
+            'deployment: environment must be a non-empty name such as production, got %L', new.environment
+        );
     end if;
     -- A job that changes at the same time (an admin reopening or re-validating it) waits, or makes this wait.
     perform from regate.local_training_jobs as j where j.id = new.job_id and regate_internal._may_see(j.owner_id)

@@ -11,9 +11,69 @@
 -- Error codes raised here (see docs/sql-reference.md):
 --   RG010  a trigger regate-db did not install sits on regate.alerts
 
--- Trigger function (after insert on the tables whose rows are events): write the alert of the row, if it is one.
--- SECURITY DEFINER (the outbox is written by regate-db only), so it refuses to fire anywhere else (RG010).
-create or replace function regate_internal._event_alert()
+-- regate_internal._alert(kind, model_name, job_id, result_id, owner_id, details): write an alert into the outbox
+-- (numbered and notified when the transaction commits). Called by the trigger functions below, as the owner.
+create or replace function regate_internal._alert(
+    p_kind text, p_model_name text, p_job_id uuid, p_result_id bigint, p_owner_id text, p_details jsonb
+)
+returns void
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform regate_internal._assert_trusted_triggers(array['regate.alerts'::regclass], false);
+    insert into regate.alerts (kind, model_name, job_id, validation_result_id, owner_id, details)
+    values (p_kind, p_model_name, p_job_id, p_result_id, p_owner_id, coalesce(p_details, '{}'::jsonb));
+end;
+$$;
+
+-- Trigger function (after insert on regate.validation_results, of a verdict that failed, blocked or is an error):
+-- alert error or blocked, and first_failure for the first failed or blocked verdict of the model. SECURITY
+-- DEFINER (the outbox is written by regate-db only), so it refuses to fire anywhere else (RG010).
+create or replace function regate_internal._results_alert()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if tg_relid <> 'regate.validation_results'::regclass or tg_level <> 'ROW' or tg_when <> 'AFTER' then
+        perform regate_internal._misfired('_results_alert', tg_relid);
+    end if;
+    if new.status = 'error' or new.blocked then
+        perform regate_internal._alert(
+            case when new.status = 'error' then 'error' else 'blocked' end,
+            new.model_name, new.job_id, new.id, new.owner_id,
+            jsonb_strip_nulls(jsonb_build_object(
+                'status', new.status, 'blocked', new.blocked, 'source', new.source,
+                'model_version', new.model_version, 'error_sqlstate', new.error_sqlstate,
+                'failed_metrics', (
+                    select jsonb_agg(distinct c.value ->> 'metric_name')
+                    from jsonb_array_elements(new.checks) as c (value)
+                    where c.value ->> 'outcome' is distinct from 'passed'
+                )
+            ))
+        );
+    end if;
+    if new.status = 'failed' or new.blocked then
+        insert into regate_internal.first_failures (model_name, validation_result_id)
+        values (new.model_name, new.id)
+        on conflict (model_name) do nothing;
+        if found then
+            perform regate_internal._alert(
+                'first_failure', new.model_name, new.job_id, new.id, new.owner_id,
+                jsonb_build_object('status', new.status, 'blocked', new.blocked)
+            );
+        end if;
+    end if;
+    return null;
+end;
+$$;
+
+-- Trigger function (after insert on regate.gate_overrides): alert override. SECURITY DEFINER, refuses to fire
+-- anywhere else (RG010).
+create or replace function regate_internal._overrides_alert()
 returns trigger
 language plpgsql
 security definer
@@ -21,89 +81,91 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_job regate.local_training_jobs;
-    v_override regate.gate_overrides;
-    v_first boolean := false;
 begin
-    if
-        tg_relid not in (
-            'regate.validation_results'::regclass, 'regate.gate_overrides'::regclass,
-            'regate.gate_override_confirmations'::regclass, 'regate.gate_policy_history'::regclass,
-            'regate.gate_switch_events'::regclass
+    if tg_relid <> 'regate.gate_overrides'::regclass or tg_level <> 'ROW' or tg_when <> 'AFTER' then
+        perform regate_internal._misfired('_overrides_alert', tg_relid);
+    end if;
+    select j.* into v_job from regate.local_training_jobs as j where j.id = new.job_id;
+    perform regate_internal._alert(
+        'override', v_job.model_name, new.job_id, new.validation_result_id, v_job.owner_id,
+        jsonb_strip_nulls(jsonb_build_object(
+            'override_id', new.id, 'reason', left(new.reason, 200), 'overridden_by', new.overridden_by,
+            'expires_at', new.expires_at, 'requires_confirmation', new.requires_confirmation
+        ))
+    );
+    return null;
+end;
+$$;
+
+-- Trigger function (after insert on regate.gate_override_confirmations): alert override (confirmed). SECURITY
+-- DEFINER, refuses to fire anywhere else (RG010).
+create or replace function regate_internal._confirmations_alert()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_override regate.gate_overrides;
+    v_job regate.local_training_jobs;
+begin
+    if tg_relid <> 'regate.gate_override_confirmations'::regclass or tg_level <> 'ROW' or tg_when <> 'AFTER' then
+        perform regate_internal._misfired('_confirmations_alert', tg_relid);
+    end if;
+    select o.* into v_override from regate.gate_overrides as o where o.id = new.override_id;
+    select j.* into v_job from regate.local_training_jobs as j where j.id = v_override.job_id;
+    perform regate_internal._alert(
+        'override', v_job.model_name, v_override.job_id, v_override.validation_result_id, v_job.owner_id,
+        jsonb_build_object(
+            'override_id', v_override.id, 'confirmed', true, 'confirmed_by', new.confirmed_by,
+            'overridden_by', v_override.overridden_by
         )
-        or tg_level <> 'ROW' or tg_when <> 'AFTER' or tg_op <> 'INSERT'
-    then
-        perform regate_internal._misfired('_event_alert', tg_relid);
+    );
+    return null;
+end;
+$$;
+
+-- Trigger function (after insert on regate.gate_policy_history): alert policy_changed. SECURITY DEFINER, refuses
+-- to fire anywhere else (RG010).
+create or replace function regate_internal._policy_alert()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if tg_relid <> 'regate.gate_policy_history'::regclass or tg_level <> 'ROW' or tg_when <> 'AFTER' then
+        perform regate_internal._misfired('_policy_alert', tg_relid);
     end if;
-    perform regate_internal._assert_trusted_triggers(array['regate.alerts'::regclass], false);
-    if tg_relid = 'regate.validation_results'::regclass then
-        if new.status = 'error' or new.blocked then
-            insert into regate.alerts (kind, model_name, job_id, validation_result_id, owner_id, details)
-            values (
-                case when new.status = 'error' then 'error' else 'blocked' end,
-                new.model_name, new.job_id, new.id, new.owner_id,
-                jsonb_strip_nulls(jsonb_build_object(
-                    'status', new.status, 'blocked', new.blocked, 'source', new.source,
-                    'model_version', new.model_version, 'error_sqlstate', new.error_sqlstate,
-                    'failed_metrics', (
-                        select jsonb_agg(distinct c.value ->> 'metric_name')
-                        from jsonb_array_elements(new.checks) as c (value)
-                        where c.value ->> 'outcome' is distinct from 'passed'
-                    )
-                ))
-            );
-        end if;
-        if new.status = 'failed' or new.blocked then
-            insert into regate_internal.first_failures (model_name, validation_result_id)
-            values (new.model_name, new.id)
-            on conflict (model_name) do nothing;
-            v_first := found;
-            if v_first then
-                insert into regate.alerts (kind, model_name, job_id, validation_result_id, owner_id, details)
-                values (
-                    'first_failure', new.model_name, new.job_id, new.id, new.owner_id,
-                    jsonb_build_object('status', new.status, 'blocked', new.blocked)
-                );
-            end if;
-        end if;
-    elsif tg_relid = 'regate.gate_overrides'::regclass then
-        select j.* into v_job from regate.local_training_jobs as j where j.id = new.job_id;
-        insert into regate.alerts (kind, model_name, job_id, validation_result_id, owner_id, details)
-        values (
-            'override', v_job.model_name, new.job_id, new.validation_result_id, v_job.owner_id,
-            jsonb_strip_nulls(jsonb_build_object(
-                'override_id', new.id, 'reason', left(new.reason, 200), 'overridden_by', new.overridden_by,
-                'expires_at', new.expires_at, 'requires_confirmation', new.requires_confirmation
-            ))
-        );
-    elsif tg_relid = 'regate.gate_override_confirmations'::regclass then
-        select o.* into v_override from regate.gate_overrides as o where o.id = new.override_id;
-        select j.* into v_job from regate.local_training_jobs as j where j.id = v_override.job_id;
-        insert into regate.alerts (kind, model_name, job_id, validation_result_id, owner_id, details)
-        values (
-            'override', v_job.model_name, v_override.job_id, v_override.validation_result_id, v_job.owner_id,
-            jsonb_build_object(
-                'override_id', v_override.id, 'confirmed', true, 'confirmed_by', new.confirmed_by,
-                'overridden_by', v_override.overridden_by
-            )
-        );
-    elsif tg_relid = 'regate.gate_policy_history'::regclass then
-        insert into regate.alerts (kind, model_name, details)
-        values (
-            'policy_changed', new.model_name,
-            jsonb_build_object(
-                'policy_id', new.policy_id, 'version', new.version, 'changed_by', new.changed_by,
-                'default_policy', new.model_name is null
-            )
-        );
-    else
-        insert into regate.alerts (kind, details)
-        values (
-            'gates_switched',
-            jsonb_strip_nulls(jsonb_build_object(
-                'enabled', new.enabled, 'changed_by', new.changed_by, 'reason', left(new.reason, 200)
-            ))
-        );
+    perform regate_internal._alert(
+        'policy_changed', new.model_name, null, null, null,
+        jsonb_build_object(
+            'policy_id', new.policy_id, 'version', new.version, 'changed_by', new.changed_by,
+            'default_policy', new.model_name is null
+        )
+    );
+    return null;
+end;
+$$;
+
+-- Trigger function (after insert on regate.gate_switch_events): alert gates_switched. SECURITY DEFINER, refuses
+-- to fire anywhere else (RG010).
+create or replace function regate_internal._switch_alert()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if tg_relid <> 'regate.gate_switch_events'::regclass or tg_level <> 'ROW' or tg_when <> 'AFTER' then
+        perform regate_internal._misfired('_switch_alert', tg_relid);
     end if;
+    perform regate_internal._alert(
+        'gates_switched', null, null, null, null,
+        jsonb_strip_nulls(jsonb_build_object(
+            'enabled', new.enabled, 'changed_by', new.changed_by, 'reason', left(new.reason, 200)
+        ))
+    );
     return null;
 end;
 $$;

@@ -10,7 +10,8 @@
 --   RG009  validation_status / validation_result_id written by someone other than the gate
 --   RG010  a SECURITY DEFINER trigger function fired where regate-db did not attach it
 --   RG011  a job's owner changed, or a completed job's gate inputs changed or it left completed (non-admin)
---   42501  a table that only regate-db's functions write was written directly; a session without identity
+--   42501  a table that only regate-db's functions write was written directly; a session without identity;
+--          an update or delete of an append-only record of release control
 
 -- Trigger function: the owner of a job is the session's identity (regate.current_identity()), set on insert
 -- whatever the client sent, and never changes.
@@ -211,6 +212,23 @@ begin
             'regate.validation_results is append-only: %s of result %s refused', lower(tg_op), old.id
         ),
         hint = 'Validate again (regate.validate_training_results) to record a new verdict.';
+end;
+$$;
+
+-- Trigger function (before update or delete): the audit records of release control (deployments, overrides and
+-- their confirmations) are append-only for everyone, the schema's owner included (42501); the first argument says
+-- what to do instead.
+create or replace function regate_internal._append_only()
+returns trigger
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    raise exception using
+        errcode = '42501',
+        message = format('%I.%I is append-only: %s refused', tg_table_schema, tg_table_name, lower(tg_op)),
+        hint = tg_argv[0];
 end;
 $$;
 

@@ -133,7 +133,7 @@ drop trigger if exists _600_alert on regate.validation_results;
 create trigger _600_alert
 after insert on regate.validation_results
 for each row when (new.blocked or new.status in ('failed', 'error'))
-execute function regate_internal._event_alert();
+execute function regate_internal._results_alert();
 
 -- regate.gate_policies, regate.gate_policy_history, regate.gate_switch_events --------------------------------
 
@@ -155,7 +155,7 @@ for each row execute function regate_internal._guard_writes('owner', 'regate.set
 drop trigger if exists _600_alert on regate.gate_policy_history;
 create trigger _600_alert
 after insert on regate.gate_policy_history
-for each row execute function regate_internal._event_alert();
+for each row execute function regate_internal._policy_alert();
 
 drop trigger if exists _100_no_truncate on regate.gate_policy_history;
 create trigger _100_no_truncate
@@ -175,16 +175,14 @@ for each statement execute function regate_internal._refuse_truncate('42501');
 drop trigger if exists _600_alert on regate.gate_switch_events;
 create trigger _600_alert
 after insert on regate.gate_switch_events
-for each row execute function regate_internal._event_alert();
+for each row execute function regate_internal._switch_alert();
 
 -- regate.deployments ------------------------------------------------------------------------------------------
 
-drop trigger if exists _010_guard_writes on regate.deployments;
-create trigger _010_guard_writes
+drop trigger if exists _100_append_only on regate.deployments;
+create trigger _100_append_only
 before update or delete on regate.deployments
-for each row execute function regate_internal._guard_writes(
-    'owner', 'deployments are append-only: deploy an earlier job again to roll back'
-);
+for each row execute function regate_internal._append_only('To roll back, deploy an earlier job again.');
 
 drop trigger if exists _100_no_truncate on regate.deployments;
 create trigger _100_no_truncate
@@ -203,6 +201,13 @@ create trigger _010_guard_writes
 before insert or update or delete on regate.gate_overrides
 for each row execute function regate_internal._guard_writes('owner', 'regate.override_gate');
 
+drop trigger if exists _100_append_only on regate.gate_overrides;
+create trigger _100_append_only
+before update or delete on regate.gate_overrides
+for each row execute function regate_internal._append_only(
+    'An override ends when it expires or when a new verdict replaces the one it names.'
+);
+
 drop trigger if exists _100_no_truncate on regate.gate_overrides;
 create trigger _100_no_truncate
 before truncate on regate.gate_overrides
@@ -211,12 +216,17 @@ for each statement execute function regate_internal._refuse_truncate('42501');
 drop trigger if exists _600_alert on regate.gate_overrides;
 create trigger _600_alert
 after insert on regate.gate_overrides
-for each row execute function regate_internal._event_alert();
+for each row execute function regate_internal._overrides_alert();
 
 drop trigger if exists _010_guard_writes on regate.gate_override_confirmations;
 create trigger _010_guard_writes
 before insert or update or delete on regate.gate_override_confirmations
 for each row execute function regate_internal._guard_writes('owner', 'regate.confirm_override');
+
+drop trigger if exists _100_append_only on regate.gate_override_confirmations;
+create trigger _100_append_only
+before update or delete on regate.gate_override_confirmations
+for each row execute function regate_internal._append_only('A confirmation is the second admin''s record.');
 
 drop trigger if exists _100_no_truncate on regate.gate_override_confirmations;
 create trigger _100_no_truncate
@@ -226,7 +236,7 @@ for each statement execute function regate_internal._refuse_truncate('42501');
 drop trigger if exists _600_alert on regate.gate_override_confirmations;
 create trigger _600_alert
 after insert on regate.gate_override_confirmations
-for each row execute function regate_internal._event_alert();
+for each row execute function regate_internal._confirmations_alert();
 
 -- regate.alerts -----------------------------------------------------------------------------------------------
 
