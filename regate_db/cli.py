@@ -10,13 +10,15 @@ import psycopg
 
 from regate_db import __version__
 from regate_db import connect as connect_mod
-from regate_db.clikit import Options, connection, echo_err
+from regate_db.cli_release import register as register_release_commands
+from regate_db.clikit import Options, connection, db_options, echo_err
 from regate_db.demo import Reporter, run_demo
-from regate_db.errors import GateError, RegateError, translate
+from regate_db.errors import DeploymentRefusedError, GateError, RegateError, translate
 from regate_db.gates import GateSwitch, disable_gates, enable_gates, gate_status, require_schema
 from regate_db.migrate import Plan, make_plan, migrate
 
 EXIT_PENDING = 1
+EXIT_REFUSED = 1  # a deployment the database refused (RG012): an answer, not a failure of the tool
 EXIT_ERROR = 2
 
 
@@ -48,6 +50,20 @@ def cli(ctx: click.Context, dsn: str | None, embedded: bool, debug: bool) -> Non
       regate-db status                 what is installed, what is pending
       regate-db demo                   see the gate at work (embedded PostgreSQL)
       regate-db gates status           is the kill switch on or off?
+
+    \b
+    Release control (each command has --json; --dsn/--embedded also after the command):
+      regate-db baseline create MODEL METRIC --value 0.42 --min-relative-change -0.05
+      regate-db validate JOB_ID        validate a job now: exit 1 when its verdict blocks
+      regate-db gate MODEL --metrics eval.json   the explicit gate of a CI step: exit 1 blocked
+      regate-db history / show JOB_ID / stats    what the gate decided
+      regate-db deploy JOB_ID --env production   refused (exit 1) unless the job may deploy
+      regate-db champions / override / confirm-override / overrides
+      regate-db policy set MODEL --block --enforce / policy show / policy history
+
+    \b
+    Exit status: 0 success; 1 a verdict that blocks, a refused deployment, or
+    (status --exit-code) pending migrations; 2 an error (one line on stderr).
     """
     opts = ctx.ensure_object(Options)
     opts.dsn, opts.embedded, opts.debug = dsn, embedded or opts.embedded, debug
@@ -83,6 +99,7 @@ def _print_plan(plan: Plan) -> None:
     help="Re-apply the repeatable files (functions, triggers, privileges) even when none changed: after creating "
     "the roles migrate could not create, or to repair privileges.",
 )
+@db_options
 @click.pass_obj
 def migrate_cmd(
     opts: Options,
@@ -144,6 +161,7 @@ def _print_pending(plan: Plan, *, show_sql: bool) -> None:
 
 @cli.command("status")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when a migration is pending or an applied file drifted.")
+@db_options
 @click.pass_obj
 def status_cmd(opts: Options, exit_code: bool) -> None:
     """Show the server, the installed schema version, applied and pending files, and drift."""
@@ -208,6 +226,7 @@ def embedded_stop() -> None:
 
 
 @cli.command("demo", short_help="See the gate pass a good training run and block a regressed one.")
+@db_options
 @click.pass_obj
 def demo_cmd(opts: Options) -> None:
     """Watch PostgreSQL gate two training runs of a model: one good, one regressed.
@@ -253,6 +272,7 @@ def gates_group() -> None:
     metavar="TEXT",
     help="Why the gates are switched off (required; recorded with your login and the time).",
 )
+@db_options
 @click.pass_obj
 def gates_off(opts: Options, reason: str) -> None:
     """Switch the regression gates off for every job (the rollback step; admins only).
@@ -275,6 +295,7 @@ def gates_off(opts: Options, reason: str) -> None:
 
 @gates_group.command("on", short_help="Switch the gates back on (admins only).")
 @click.option("--reason", metavar="TEXT", help="Why the gates are switched back on (optional; recorded).")
+@db_options
 @click.pass_obj
 def gates_on(opts: Options, reason: str | None) -> None:
     """Switch the regression gates back on for every job (admins only)."""
@@ -291,6 +312,7 @@ def gates_on(opts: Options, reason: str | None) -> None:
 
 
 @gates_group.command("status", short_help="Show whether the gates are on, and who switched them when and why.")
+@db_options
 @click.pass_obj
 def gates_status(opts: Options) -> None:
     """Show whether the regression gates are on, and who switched them last, when and why."""
@@ -303,6 +325,9 @@ def gates_status(opts: Options) -> None:
     click.echo(f"regression gates: {_state(switch.enabled)} since {switch.changed_at:%Y-%m-%d %H:%M:%S%z}")
     click.echo(f"  changed by: {switch.changed_by}")
     click.echo(f"  reason:     {switch.reason or '(none given)'}")
+
+
+register_release_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -321,8 +346,9 @@ def main(argv: list[str] | None = None) -> None:
     except RegateError as exc:
         if debug:
             traceback.print_exc()
-        _echo_err(f"error: {exc}")
-        sys.exit(exc.exit_code)
+        suffix = f" [{exc.sqlstate}]" if isinstance(exc, GateError) else ""
+        _echo_err(f"error: {exc}{suffix}")
+        sys.exit(EXIT_REFUSED if isinstance(exc, DeploymentRefusedError) else exc.exit_code)
     except psycopg.Error as exc:
         if debug:
             traceback.print_exc()
@@ -331,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
             _echo_err(f"error: {first} [{exc.sqlstate}]")
         else:
             _echo_err(f"database error: {first}" + (f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""))
-        sys.exit(EXIT_ERROR)
+        sys.exit(EXIT_REFUSED if isinstance(translate(exc), DeploymentRefusedError) else EXIT_ERROR)
 
 
 if __name__ == "__main__":

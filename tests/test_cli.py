@@ -173,3 +173,18 @@ def test_missing_schema_is_reported_not_crashed(empty_db: str, cli_env: dict[str
     proc = run(regate_cmd, cli_env, "--dsn", empty_db, "status")
     assert proc.returncode == 0
     assert "(not installed)" in proc.stdout
+
+
+def test_database_options_after_the_subcommand(
+    db_dsn: str, empty_db: str, cli_env: dict[str, str], regate_cmd: list[str]
+) -> None:
+    status = run(regate_cmd, cli_env, "status", "--dsn", db_dsn)
+    assert status.returncode == 0, status.stderr
+    assert "pending: none" in status.stdout
+    assert run(regate_cmd, cli_env, "gates", "status", "--dsn", db_dsn).stdout.startswith("regression gates: ON")
+    # The option after the subcommand wins over the one before it.
+    later = run(regate_cmd, cli_env, "--dsn", db_dsn, "status", "--dsn", empty_db)
+    assert later.returncode == 0 and "(not installed)" in later.stdout
+    assert run(regate_cmd, cli_env, "migrate", "--dry-run", "--dsn", empty_db).stdout.endswith(
+        "dry run: nothing was changed\n"
+    )
