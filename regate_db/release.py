@@ -313,7 +313,7 @@ def promote_job(
 
 
 def deactivate_baseline(conn: psycopg.Connection[Any], baseline_id: int) -> tuple[Baseline, bool]:
-    """Deactivate a baseline (an admin's update of ``is_active``): it is no longer checked, and kept as history.
+    """``regate.deactivate_baseline`` (admins only): the baseline is no longer checked, and kept as history.
     Returns the row and whether it changed (False: it was already inactive). :class:`NotFoundError` when no
     baseline has that id."""
     found = _rows(
@@ -324,29 +324,13 @@ def deactivate_baseline(conn: psycopg.Connection[Any], baseline_id: int) -> tupl
     )
     if not found:
         raise NotFoundError(f"no baseline with id {baseline_id} (regate-db baseline list --all shows them)")
-    if not found[0]["is_active"]:
-        return Baseline.from_row(found[0]), False
-    try:
-        row = _one(
-            conn,
-            "deactivate baselines",
-            sql.SQL("update regate.model_baselines as b set is_active = false where b.id = %s returning {}").format(
-                _BASELINE_COLUMNS
-            ),
-            (baseline_id,),
-        )
-    except GatePermissionError:
-        # regate_admin is granted no UPDATE on model_baselines: only the owner of schema regate (or a superuser)
-        # can run this update, although regate.is_admin() is true for every member of regate_admin.
-        admin = conn.execute("select regate.is_admin()").fetchone()
-        if admin and admin[0]:
-            raise GatePermissionError(
-                f"permission denied for table model_baselines: role {conn.info.user} is a regate admin, but"
-                " regate_admin is granted no UPDATE on regate.model_baselines; deactivate it as the owner of"
-                " schema regate or a superuser"
-            ) from None
-        raise
-    return Baseline.from_row(row), True
+    row = _one(
+        conn,
+        "deactivate baselines",
+        sql.SQL("select {} from regate.deactivate_baseline(%s) as b").format(_BASELINE_COLUMNS),
+        (baseline_id,),
+    )
+    return Baseline.from_row(row), bool(found[0]["is_active"])
 
 
 # --- verdicts -------------------------------------------------------------------------------------------------
