@@ -15,6 +15,7 @@ from regate_db.demo import Reporter, run_demo
 from regate_db.errors import GateError, RegateError, translate
 from regate_db.gates import GateSwitch, disable_gates, enable_gates, gate_status, require_schema
 from regate_db.migrate import Plan, make_plan, migrate
+from regate_db.watch import watch_cmd
 
 EXIT_PENDING = 1
 EXIT_ERROR = 2
@@ -303,6 +304,9 @@ def gates_status(opts: Options) -> None:
     click.echo(f"regression gates: {_state(switch.enabled)} since {switch.changed_at:%Y-%m-%d %H:%M:%S%z}")
     click.echo(f"  changed by: {switch.changed_by}")
     click.echo(f"  reason:     {switch.reason or '(none given)'}")
+
+
+cli.add_command(watch_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:
