@@ -33,7 +33,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import psycopg
@@ -414,6 +414,28 @@ def _terminate(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM ends watch like Ctrl-C: cleanly, exit status 0
 
 
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[datetime]
+else:
+    _ParamType = click.ParamType  # generic only since click 8.5; regate-db supports 8.1
+
+
+class _DateTime(_ParamType):
+    """An ISO 8601 date or date and time, aware (local time when it names no offset)."""
+
+    name = "datetime"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            parsed = value
+        else:
+            try:
+                parsed = datetime.fromisoformat(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a date or date and time (ISO 8601, e.g. 2026-12-01T10:00)", param, ctx)
+        return parsed if parsed.tzinfo is not None else parsed.astimezone()
+
+
 WATCH_HELP = """Print each alert of the outbox (regate.alerts) as it arrives; run a hook per alert with --exec.
 
 \b
@@ -458,9 +480,10 @@ More, with an e-mail hook: docs/alerts.md.
 @click.option("--since-id", type=click.IntRange(min=0), metavar="N", help="Start after alert N (0: all alerts).")
 @click.option(
     "--since",
-    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    type=_DateTime(),
     metavar="DATETIME",
-    help="Start with the first alert created at or after DATETIME (local time unless it has an offset).",
+    help="Start with the first alert created at or after DATETIME (ISO 8601: 2026-12-01, 2026-12-01T10:00, "
+    "2026-12-01 10:00:00+01:00; local time unless it has an offset).",
 )
 @click.option(
     "--state",
@@ -518,8 +541,6 @@ def watch_cmd(
 ) -> None:
     if since_id is not None and since is not None:
         raise click.UsageError("give --since-id or --since, not both")
-    if since is not None and since.tzinfo is None:
-        since = since.astimezone()  # local time
     start_from_state = read_state(state) if state is not None else None
     connect = _connector(_resolve_dsn(opts))
     with connect() as conn:
