@@ -8,9 +8,11 @@ blocked and (the model's first) first_failure.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 import pytest
@@ -29,7 +31,7 @@ from regate_db import connect as connect_mod
 from regate_db import watch
 from regate_db.migrate import migrate
 from tests import conftest
-from tests.helpers import complete, log, new_job, run
+from tests.helpers import REPO, complete, log, new_job, run
 
 Conn = psycopg.Connection[Any]
 
@@ -400,3 +402,57 @@ def test_watch_without_the_outbox(empty_db: str, cli_env: dict[str, str], regate
     proc = run(regate_cmd, cli_env, "--dsn", empty_db, "watch", "--once")
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: the regate schema is not installed in ")
+
+
+class _Webhook(http.server.BaseHTTPRequestHandler):
+    """A stand-in for Slack's incoming webhook: records each POST body, answers with the status it is told."""
+
+    bodies: ClassVar[list[bytes]] = []
+    status: ClassVar[int] = 200
+
+    def do_POST(self) -> None:
+        type(self).bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(type(self).status)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_documented_slack_hook_posts_the_alert(
+    db: Conn, db_dsn: str, cli_env: dict[str, str], regate_cmd: list[str], tmp_path: Path
+) -> None:
+    docs = (REPO / "docs" / "alerts.md").read_text()
+    script = re.search(r"```sh\n(#!/bin/sh\n# /usr/local/bin/regate-slack:.*?)```", docs, re.S)
+    assert script is not None, "docs/alerts.md lost its Slack hook script"
+    hook = tmp_path / "regate-slack"
+    hook.write_text(script.group(1))
+    hook.chmod(0o755)
+    blocked_verdict(db)
+    blocked = outbox(db)[0][0]
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**cli_env, "SLACK_WEBHOOK_URL": f"http://127.0.0.1:{server.server_address[1]}/services/T/B/X"}
+    state = tmp_path / "state"
+    args = ["--dsn", db_dsn, "watch", "--once", "--kind", "blocked", "--state", str(state), "--exec", str(hook)]
+    try:
+        _Webhook.bodies, _Webhook.status = [], 500
+        down = run(regate_cmd, env, *args)
+        assert down.returncode == 1, down.stderr
+        assert f"the hook failed for alert #{blocked} (exit status 22)" in down.stderr  # curl -f on HTTP 500
+        assert watch.read_state(state) == 0
+
+        _Webhook.bodies, _Webhook.status = [], 200
+        up = run(regate_cmd, env, *args)
+        assert up.returncode == 0, up.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    job = db.execute("select job_id from regate.alerts where id = %s", (blocked,)).fetchone()
+    assert job is not None
+    assert [json.loads(b) for b in _Webhook.bodies] == [
+        {"text": f"regate-db: blocked alert #{blocked}, model m, job {job[0]}"}
+    ]
+    assert watch.read_state(state) == outbox(db)[-1][0]  # past the first_failure alert that --kind left out
