@@ -285,9 +285,11 @@ as $$
 $$;
 
 -- regate.set_policy(model_name, enable_gates, block_on_critical_failures, require_baselines, fail_open,
--- metrics_to_validate, enforce, reset) returns regate.gate_policies: admins only. Creates or changes the policy
--- of a model (model_name NULL: the default policy). A NULL argument leaves that column as it is; `reset` names
--- columns to set back to NULL (inherit). Every change is a row of regate.gate_policy_history.
+-- metrics_to_validate, enforce, reset, override_requires_second_admin) returns regate.gate_policies: admins only.
+-- Creates or changes the policy of a model (model_name NULL: the default policy). A NULL argument leaves that
+-- column as it is; `reset` names columns to set back to NULL (inherit). override_requires_second_admin: an
+-- override of a verdict of the model takes effect only once a second admin confirms it (the four-eyes rule).
+-- Every change is a row of regate.gate_policy_history.
 create or replace function regate.set_policy(
     model_name text,
     enable_gates boolean default null,
@@ -296,7 +298,8 @@ create or replace function regate.set_policy(
     fail_open boolean default null,
     metrics_to_validate text[] default null,
     enforce boolean default null,
-    reset text[] default null
+    reset text[] default null,
+    override_requires_second_admin boolean default null
 )
 returns regate.gate_policies
 language plpgsql
@@ -308,7 +311,8 @@ declare
     v_new regate.gate_policies;
     v_bad text;
     v_columns constant text [] := array[
-        'enable_gates', 'block_on_critical_failures', 'require_baselines', 'fail_open', 'metrics_to_validate'
+        'enable_gates', 'block_on_critical_failures', 'require_baselines', 'fail_open', 'metrics_to_validate',
+        'override_requires_second_admin'
     ];
 begin
     perform regate_internal._require_admin('set a gate policy');
@@ -356,6 +360,10 @@ begin
         metrics_to_validate = case
             when 'metrics_to_validate' = any(set_policy.reset) then null
             else coalesce(set_policy.metrics_to_validate, p.metrics_to_validate)
+        end,
+        override_requires_second_admin = case
+            when 'override_requires_second_admin' = any(set_policy.reset) then null
+            else coalesce(set_policy.override_requires_second_admin, p.override_requires_second_admin)
         end,
         enforce = coalesce(set_policy.enforce, p.enforce),
         version = p.version + case when v_old.id is null then 0 else 1 end,

@@ -1,7 +1,8 @@
 -- Every trigger of regate-db, grouped by table, in firing order. PostgreSQL fires the triggers of one event in
 -- name order, so the number in a name is its place: _010 guards who writes, _020-_100 check and stamp the row,
--- _400 guards the gate's columns, _500 runs the gate (last before the row is written, so that it sees the row as
--- it will be stored), _900 cleans up after a delete. The trigger functions live in the files of their concern.
+-- _400 guards the gate's columns, _500 runs the gate or the deployment guard (last before the row is written, so
+-- that it sees the row as it will be stored), _600 writes the alert of an event, _900 cleans up after a delete
+-- or numbers the alerts at commit. The trigger functions live in the files of their concern.
 --
 -- Error codes raised here: none (the trigger functions raise them).
 
@@ -128,6 +129,12 @@ create trigger _100_no_truncate
 before truncate on regate.validation_results
 for each statement execute function regate_internal._refuse_truncate('RG006');
 
+drop trigger if exists _600_alert on regate.validation_results;
+create trigger _600_alert
+after insert on regate.validation_results
+for each row when (new.blocked or new.status in ('failed', 'error'))
+execute function regate_internal._event_alert();
+
 -- regate.gate_policies, regate.gate_policy_history, regate.gate_switch_events --------------------------------
 
 drop trigger if exists _010_guard_writes on regate.gate_policies;
@@ -145,6 +152,11 @@ create trigger _010_guard_writes
 before insert or update or delete on regate.gate_policy_history
 for each row execute function regate_internal._guard_writes('owner', 'regate.set_policy');
 
+drop trigger if exists _600_alert on regate.gate_policy_history;
+create trigger _600_alert
+after insert on regate.gate_policy_history
+for each row execute function regate_internal._event_alert();
+
 drop trigger if exists _100_no_truncate on regate.gate_policy_history;
 create trigger _100_no_truncate
 before truncate on regate.gate_policy_history
@@ -159,3 +171,78 @@ drop trigger if exists _100_no_truncate on regate.gate_switch_events;
 create trigger _100_no_truncate
 before truncate on regate.gate_switch_events
 for each statement execute function regate_internal._refuse_truncate('42501');
+
+drop trigger if exists _600_alert on regate.gate_switch_events;
+create trigger _600_alert
+after insert on regate.gate_switch_events
+for each row execute function regate_internal._event_alert();
+
+-- regate.deployments ------------------------------------------------------------------------------------------
+
+drop trigger if exists _010_guard_writes on regate.deployments;
+create trigger _010_guard_writes
+before update or delete on regate.deployments
+for each row execute function regate_internal._guard_writes(
+    'owner', 'deployments are append-only: deploy an earlier job again to roll back'
+);
+
+drop trigger if exists _100_no_truncate on regate.deployments;
+create trigger _100_no_truncate
+before truncate on regate.deployments
+for each statement execute function regate_internal._refuse_truncate('42501');
+
+drop trigger if exists _500_deployment_guard on regate.deployments;
+create trigger _500_deployment_guard
+before insert on regate.deployments
+for each row execute function regate_internal._deployments_guard();
+
+-- regate.gate_overrides, regate.gate_override_confirmations ---------------------------------------------------
+
+drop trigger if exists _010_guard_writes on regate.gate_overrides;
+create trigger _010_guard_writes
+before insert or update or delete on regate.gate_overrides
+for each row execute function regate_internal._guard_writes('owner', 'regate.override_gate');
+
+drop trigger if exists _100_no_truncate on regate.gate_overrides;
+create trigger _100_no_truncate
+before truncate on regate.gate_overrides
+for each statement execute function regate_internal._refuse_truncate('42501');
+
+drop trigger if exists _600_alert on regate.gate_overrides;
+create trigger _600_alert
+after insert on regate.gate_overrides
+for each row execute function regate_internal._event_alert();
+
+drop trigger if exists _010_guard_writes on regate.gate_override_confirmations;
+create trigger _010_guard_writes
+before insert or update or delete on regate.gate_override_confirmations
+for each row execute function regate_internal._guard_writes('owner', 'regate.confirm_override');
+
+drop trigger if exists _100_no_truncate on regate.gate_override_confirmations;
+create trigger _100_no_truncate
+before truncate on regate.gate_override_confirmations
+for each statement execute function regate_internal._refuse_truncate('42501');
+
+drop trigger if exists _600_alert on regate.gate_override_confirmations;
+create trigger _600_alert
+after insert on regate.gate_override_confirmations
+for each row execute function regate_internal._event_alert();
+
+-- regate.alerts -----------------------------------------------------------------------------------------------
+
+drop trigger if exists _010_guard_writes on regate.alerts;
+create trigger _010_guard_writes
+before insert or update or delete on regate.alerts
+for each row execute function regate_internal._guard_writes('owner', 'regate-db writes the alerts');
+
+drop trigger if exists _100_no_truncate on regate.alerts;
+create trigger _100_no_truncate
+before truncate on regate.alerts
+for each statement execute function regate_internal._refuse_truncate('42501');
+
+-- Deferred: fires when the transaction commits (numbering in commit order, then NOTIFY).
+drop trigger if exists _900_number_and_notify on regate.alerts;
+create constraint trigger _900_number_and_notify
+after insert on regate.alerts
+deferrable initially deferred
+for each row execute function regate_internal._alerts_number();

@@ -33,3 +33,12 @@ drop policy if exists owner_or_admin on regate.validation_results;
 create policy owner_or_admin on regate.validation_results
 using (owner_id = (select regate.current_identity()) or (select regate.is_admin()))
 with check (owner_id = (select regate.current_identity()) or (select regate.is_admin()));
+
+-- Alerts: an admin reads all; others the alerts of their own jobs and verdicts, and the global ones (policy
+-- changes, the kill switch: public through regate.gate_policies and regate.gate_status anyway). Not forced: only
+-- regate-db's own code (the owner) writes the outbox.
+alter table regate.alerts enable row level security;
+drop policy if exists owner_or_admin on regate.alerts;
+create policy owner_or_admin on regate.alerts
+for select
+using (owner_id is null or owner_id = (select regate.current_identity()) or (select regate.is_admin()));

@@ -2,9 +2,10 @@
 -- every function was (re)created, so that no function is ever executable by PUBLIC and the internals stay out
 -- of reach whatever was granted or defaulted before.
 --
---   regate_reader  reads its own jobs, metrics and verdicts, the baselines and policies; the read functions
---   regate_writer  a reader that writes its own jobs and metrics, validates and gates them
---   regate_admin   everything: baselines, policies, the kill switch, other owners' rows
+--   regate_reader  reads its own jobs, metrics, verdicts and alerts, the baselines, policies, deployments and
+--                  overrides; the read functions
+--   regate_writer  a reader that writes its own jobs and metrics, validates, gates and deploys them
+--   regate_admin   everything: baselines, policies, overrides, the kill switch, other owners' rows
 --
 -- Error codes raised here: none (a role that cannot be created is a WARNING saying what to run).
 
@@ -120,17 +121,20 @@ declare
     v_reader constant text [] := array[
         'grant usage on schema regate to %I',
         'grant select on regate.local_training_jobs, regate.local_training_metrics, regate.model_baselines, '
-        || 'regate.validation_results, regate.gate_policies, regate.validation_history, regate.validation_checks '
-        || 'to %I',
+        || 'regate.validation_results, regate.gate_policies, regate.validation_history, regate.validation_checks, '
+        || 'regate.deployments, regate.champions, regate.gate_overrides, regate.gate_override_confirmations, '
+        || 'regate.override_status, regate.blocked_jobs, regate.gate_stats, regate.alerts to %I',
         'grant execute on function regate.current_identity(), regate.is_admin(), regate.schema_version(), '
         || 'regate.gate_status(), regate.extract_final_metrics(uuid), regate.effective_config(jsonb, text), '
-        || 'regate.should_block_deployment(regate.validation_results, jsonb) to %I'
+        || 'regate.should_block_deployment(regate.validation_results, jsonb), regate.deployment_allowed(uuid, text), '
+        || 'regate.deployment_refusal(uuid, text), regate.gate_stats_for(timestamptz, timestamptz, boolean) to %I'
     ];
     v_writer constant text [] := array[
         'grant insert, update, delete on regate.local_training_jobs to %I',
         'grant insert on regate.local_training_metrics to %I',
+        'grant insert (job_id, environment, notes) on regate.deployments to %I',
         'grant execute on function regate.validate_training_results(uuid, text, text), '
-        || 'regate.run_gate(text, jsonb, text, boolean, text [], uuid) to %I'
+        || 'regate.run_gate(text, jsonb, text, boolean, text [], uuid), regate.deploy(uuid, text, text) to %I'
     ];
     v_admin constant text [] := array[
         'grant select on regate.gate_policy_history, regate.gate_switch_events to %I',

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import psycopg
 
+from regate_db.resources import default_source
 from tests import conftest
 from tests.helpers import REPO, run
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 RELATIVE_REGRESSION = "eval_loss 0.48 is worse than baseline 0.42 by 14.3%, tolerance 5%"
+
+LATEST = default_source().versioned()[-1].version
 
 
 def verdicts(stdout: str) -> list[tuple[str, str]]:
@@ -29,7 +32,7 @@ def test_demo_passes_the_good_run_fails_then_blocks_the_regressed_one(
     first = run(regate_cmd, cli_env, "--dsn", empty_db, "demo")
     assert first.returncode == 0, first.stderr
     out = first.stdout
-    assert "schema regate 0003 installed in" in out
+    assert f"schema regate {LATEST} installed in" in out
     assert verdicts(out) == [
         ("good run", "passed"),
         ("regressed run", "failed"),  # warn-only: recorded, not blocked
@@ -54,7 +57,7 @@ def test_demo_passes_the_good_run_fails_then_blocks_the_regressed_one(
 
     second = run(regate_cmd, cli_env, "--dsn", empty_db, "demo")
     assert second.returncode == 0, second.stderr
-    assert "schema regate 0003 up to date in" in second.stdout
+    assert f"schema regate {LATEST} up to date in" in second.stdout
     assert verdicts(second.stdout) == verdicts(out)
     assert not set(job_ids(out)) & set(job_ids(second.stdout)), "a rerun must use fresh job ids"
 

@@ -21,10 +21,14 @@ READER_API = {
     "extract_final_metrics(uuid)",
     "effective_config(jsonb,text)",
     "should_block_deployment(regate.validation_results,jsonb)",
+    "deployment_allowed(uuid,text)",
+    "deployment_refusal(uuid,text)",
+    "gate_stats_for(timestamp with time zone,timestamp with time zone,boolean)",
 }
 WRITER_API = READER_API | {
     "validate_training_results(uuid,text,text)",
     "run_gate(text,jsonb,text,boolean,text[],uuid)",
+    "deploy(uuid,text,text)",
 }
 ADMIN_ONLY = {
     "create_baseline(text,text,double precision,boolean,double precision,double precision,double precision,text,"
@@ -33,7 +37,9 @@ ADMIN_ONLY = {
     "disable_gates(text)",
     "enable_gates(text)",
     "skip_gates_in_transaction(text)",
-    "set_policy(text,boolean,boolean,boolean,boolean,text[],boolean,text[])",
+    "set_policy(text,boolean,boolean,boolean,boolean,text[],boolean,text[],boolean)",
+    "override_gate(uuid,text,timestamp with time zone)",
+    "confirm_override(bigint)",
     "set_identity_mode(text,text[],text)",
     "grant_usage(name,text)",
     "security_problems()",
@@ -94,7 +100,14 @@ def test_every_view_runs_as_the_invoker(db: Conn) -> None:
         "select c.relname, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace"
         " where n.nspname in ('regate', 'regate_internal') and c.relkind = 'v' order by 1"
     ).fetchall()
-    assert [v[0] for v in views] == ["validation_checks", "validation_history"]
+    assert [v[0] for v in views] == [
+        "blocked_jobs",
+        "champions",
+        "gate_stats",
+        "override_status",
+        "validation_checks",
+        "validation_history",
+    ]
     for name, options in views:
         assert options is not None and "security_invoker=true" in options, name
 
