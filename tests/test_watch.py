@@ -49,7 +49,7 @@ def blocked_verdict(db: Conn, model: str = "m") -> None:
     """A blocked verdict: alerts blocked, then first_failure the first time for the model."""
     db.execute(
         "select regate.create_baseline(model_name => %s, metric_name => 'eval_loss', baseline_value => 0.4,"
-        " greater_is_better => false)",
+        " greater_is_better => false, threshold => 0.5)",
         (model,),
     )
     job = new_job(db, model, config={"blockOnCriticalFailures": True})
