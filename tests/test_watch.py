@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 import psycopg
 import pytest
+from psycopg import conninfo
 
 from regate_db import connect as connect_mod
 from regate_db import watch
@@ -456,3 +458,35 @@ def test_the_documented_slack_hook_posts_the_alert(
         {"text": f"regate-db: blocked alert #{blocked}, model m, job {job[0]}"}
     ]
     assert watch.read_state(state) == outbox(db)[-1][0]  # past the first_failure alert that --kind left out
+
+
+@pytest.fixture
+def login_role(db: Conn, db_dsn: str) -> Iterator[tuple[str, str]]:
+    """A login role that is not an admin, and a DSN that logs in as it."""
+    name = f"regate_watch_user_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    db.execute(f"create role {name} login password '{password}'")
+    try:
+        yield name, conninfo.make_conninfo(db_dsn, user=name, password=password)
+    finally:
+        db.execute(f"drop owned by {name}")
+        db.execute(f"drop role {name}")
+
+
+def test_a_reader_watches_the_alerts_it_may_see(
+    db: Conn, login_role: tuple[str, str], cli_env: dict[str, str], regate_cmd: list[str]
+) -> None:
+    name, dsn = login_role
+    refused = run(regate_cmd, cli_env, "--dsn", dsn, "watch", "--once")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"error: permission denied: role {name} cannot read regate.alerts; ask an admin to grant it the reader"
+        f" level: select regate.grant_usage('{name}', 'reader')\n"
+    )
+
+    db.execute("select regate.grant_usage(%s, 'reader')", (name,))
+    blocked_verdict(db)  # the admin's job: not the reader's business
+    policy_changed(db)  # global
+    proc = run(regate_cmd, cli_env, "--dsn", dsn, "watch", "--once")
+    assert proc.returncode == 0, proc.stderr
+    assert ids_printed(proc.stdout) == [i for i, kind in outbox(db) if kind == "policy_changed"]
