@@ -282,7 +282,7 @@ class Watcher:
             if once:
                 raise HookFailedError(
                     f"the hook failed for alert #{alert.id} ({reason}); it stays undelivered"
-                    + (f" ({self.state} still says #{self.cursor})" if self.state is not None else "")
+                    + (f" ({self.state} still says #{read_state(self.state)})" if self.state is not None else "")
                 )
             self.log(f"watch: the hook failed for alert #{alert.id} ({reason}); retrying in {delay:g} s")
             self.sleep(delay)
@@ -308,8 +308,8 @@ class Watcher:
                 with conn:
                     self._follow(conn)
             except psycopg.Error as exc:
-                if not (conn.broken or conn.closed) or isinstance(exc, psycopg.errors.InsufficientPrivilege):
-                    raise
+                if not (conn.broken or conn.closed):
+                    raise  # the server answered: an error of ours or of the schema, not an outage
                 self.log(f"watch: connection lost ({_first_line(exc)}); reconnecting")
             conn = self._reconnect()
 

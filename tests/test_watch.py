@@ -188,7 +188,10 @@ def test_a_failing_hook_keeps_the_cursor_and_the_alert_comes_again(
 
     failing = run(regate_cmd, cli_env, "--dsn", db_dsn, "watch", "--once", "--state", str(state), "--exec", "exit 3")
     assert failing.returncode == 1
-    assert f"the hook failed for alert #{second} (exit status 3); it stays undelivered" in failing.stderr
+    assert failing.stderr == (
+        f"error: the hook failed for alert #{second} (exit status 3); it stays undelivered ({state} still says"
+        f" #{first})\n"
+    )
     assert watch.read_state(state) == first
 
     received = tmp_path / "received.jsonl"
@@ -236,10 +239,10 @@ class Watch:
     def output(self) -> str:
         return "stdout:\n" + "\n".join(self.out) + "\nstderr:\n" + "\n".join(self.err)
 
-    def stop(self) -> int:
-        """SIGTERM, as a service manager stops it; return the exit status."""
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """SIGTERM, as a service manager stops it (or SIGINT, Ctrl-C); return the exit status."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signum)
         try:
             return self.proc.wait(timeout=20)
         finally:
@@ -317,7 +320,7 @@ def test_a_running_watch_retries_a_failing_hook(
     ]
     assert ids_printed("\n".join(w.out)) == ids  # printed once each, however often the hook ran
     assert w.proc.poll() is None
-    assert w.stop() == 0
+    assert w.stop(signal.SIGINT) == 0
 
 
 def _pg_ctl(pgdata: Path, *args: str) -> None:
