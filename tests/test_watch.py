@@ -211,8 +211,12 @@ class Watch:
         self.out: list[str] = []
         self.err: list[str] = []
         self._lines: queue.Queue[None] = queue.Queue()
-        for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
-            threading.Thread(target=self._read, args=(stream, into), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, into), daemon=True)
+            for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self, stream: Any, into: list[str]) -> None:
         for line in stream:
@@ -222,8 +226,9 @@ class Watch:
     def wait_for(self, what: str, condition: Callable[[], bool], timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
-            if self.proc.poll() is not None and not condition():
-                time.sleep(0.1)  # let the reader threads drain the pipes
+            if self.proc.poll() is not None:
+                for reader in self._readers:  # drain the pipes: the condition may be in their last lines
+                    reader.join(timeout=10)
                 if condition():
                     return
                 pytest.fail(f"watch exited ({self.proc.returncode}) before {what}:\n{self.output()}")
@@ -244,9 +249,12 @@ class Watch:
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
         try:
-            return self.proc.wait(timeout=20)
+            status = self.proc.wait(timeout=20)
         finally:
             self.kill()
+        for reader in self._readers:  # the last lines may still be in the pipes
+            reader.join(timeout=10)
+        return status
 
     def kill(self) -> None:
         if self.proc.poll() is None:
