@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -501,3 +502,55 @@ def test_a_reader_watches_the_alerts_it_may_see(
     proc = run(regate_cmd, cli_env, "--dsn", dsn, "watch", "--once")
     assert proc.returncode == 0, proc.stderr
     assert ids_printed(proc.stdout) == [i for i, kind in outbox(db) if kind == "policy_changed"]
+
+
+def _doc_block(marker: str) -> str:
+    """The ```sh block of docs/alerts.md that contains `marker`."""
+    blocks = re.findall(r"```sh\n(.*?)```", (REPO / "docs" / "alerts.md").read_text(), re.S)
+    (block,) = [b for b in blocks if marker in b]
+    return str(block)
+
+
+def _run_doc_block(block: str, dsn: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a documented `regate-db watch ...` command line as written, plus --once (a shell function stands in for
+    the installed `regate-db`)."""
+    shim = f'regate-db() {{ "{sys.executable}" -m regate_db --dsn "{dsn}" "$@" --once; }}\n'
+    return subprocess.run(["bash", "-c", shim + block], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_documented_inline_hooks_run(db: Conn, db_dsn: str, cli_env: dict[str, str], tmp_path: Path) -> None:
+    blocked_verdict(db)
+    gates_switched(db, "INC-142: eval set corrupted")
+    alerts = outbox(db)
+    blocked = alerts[0][0]
+
+    # E-mail: a sendmail on PATH that keeps each message
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sendmail").write_text(f'#!/bin/sh\n[ "$1" = -t ] || exit 64\ncat > {tmp_path}/mail.$REGATE_ALERT_ID\n')
+    (bin_dir / "sendmail").chmod(0o755)
+    env = {**cli_env, "PATH": f"{bin_dir}:{cli_env['PATH']}"}
+    mail = _doc_block("sendmail -t").replace("/var/lib/regate/mail.state", str(tmp_path / "mail.state"))
+    sent = _run_doc_block(mail, db_dsn, env)
+    assert sent.returncode == 0, sent.stderr
+    for alert_id, kind in alerts:
+        headers, body = (tmp_path / f"mail.{alert_id}").read_text().split("\n\n", 1)
+        assert headers.splitlines()[0] == "To: ml-oncall@example.com"
+        assert headers.splitlines()[1].startswith(f"Subject: regate-db {kind} alert #{alert_id}")
+        assert json.loads(body)["id"] == alert_id
+
+    # Slack, inline: only the blocked alert
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env["SLACK_WEBHOOK_URL"] = f"http://127.0.0.1:{server.server_address[1]}/services/T/B/X"
+    slack = _doc_block("$REGATE_ALERT_KIND alert #$REGATE_ALERT_ID").replace(
+        "~/.regate-slack.state", str(tmp_path / "slack.state")
+    )
+    try:
+        _Webhook.bodies, _Webhook.status = [], 200
+        posted = _run_doc_block(slack, db_dsn, env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert posted.returncode == 0, posted.stderr
+    assert [json.loads(b) for b in _Webhook.bodies] == [{"text": f"regate-db: blocked alert #{blocked} for m"}]
