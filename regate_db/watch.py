@@ -197,8 +197,8 @@ def write_state(path: Path, last_id: int) -> None:
 
 
 def run_hook(command: str, alert: Alert) -> int:
-    """Run ``command`` through the shell with the alert's JSON on stdin and REGATE_ALERT_* in the environment;
-    return its exit status."""
+    """Run ``command`` through the shell with the alert's JSON on stdin and REGATE_ALERT_* in the environment,
+    its stdout sent to our stderr; return its exit status."""
     env = {
         **os.environ,
         "REGATE_ALERT_ID": str(alert.id),
@@ -207,7 +207,11 @@ def run_hook(command: str, alert: Alert) -> int:
         "REGATE_ALERT_JOB": str(alert.job_id) if alert.job_id is not None else "",
     }
     sys.stdout.flush()
-    proc = subprocess.run(command, shell=True, input=alert.to_json() + "\n", text=True, env=env, check=False)
+    sys.stderr.flush()
+    # The hook's output goes to stderr: stdout carries the alerts only (one per line, for a pipe or --json).
+    proc = subprocess.run(
+        command, shell=True, input=alert.to_json() + "\n", text=True, env=env, stdout=sys.stderr, check=False
+    )
     return proc.returncode
 
 
@@ -459,7 +463,8 @@ REGATE_ALERT_ID to drop duplicates where it matters. Ctrl-C or SIGTERM ends watc
 \b
 The hook runs through the shell with the alert as one JSON object on stdin
 ({"id", "kind", "model_name", "job_id", "validation_result_id", "details", "created_at"}) and
-REGATE_ALERT_ID, REGATE_ALERT_KIND, REGATE_ALERT_MODEL, REGATE_ALERT_JOB in its environment.
+REGATE_ALERT_ID, REGATE_ALERT_KIND, REGATE_ALERT_MODEL, REGATE_ALERT_JOB in its environment; its
+output goes to stderr, so that stdout carries the alerts only.
 
 \b
 Examples:

@@ -153,11 +153,13 @@ def test_exec_gets_the_json_and_the_state_file_advances(
 ) -> None:
     state = tmp_path / "watch.state"
     received = tmp_path / "received.jsonl"
-    hook = f'cat >> {received}; echo "$REGATE_ALERT_ID $REGATE_ALERT_KIND" >> {tmp_path / "env.txt"}'
+    hook = f'cat >> {received}; echo "$REGATE_ALERT_ID $REGATE_ALERT_KIND" >> {tmp_path / "env.txt"}; echo hook says hi'
     args = ["--dsn", db_dsn, "watch", "--once", "--state", str(state), "--exec", hook]
     first = run(regate_cmd, cli_env, *args)
     assert first.returncode == 0, first.stderr
     assert ids_printed(first.stdout) == [i for i, _ in alerts]
+    assert len(first.stdout.splitlines()) == len(alerts)  # the hook's output goes to stderr
+    assert first.stderr.splitlines() == ["hook says hi"] * len(alerts)
     got = [json.loads(line) for line in received.read_text().splitlines()]
     assert [(o["id"], o["kind"]) for o in got] == alerts
     assert (tmp_path / "env.txt").read_text().splitlines() == [f"{i} {k}" for i, k in alerts]
