@@ -16,6 +16,7 @@ from regate_db.demo import Reporter, run_demo
 from regate_db.errors import DeploymentRefusedError, GateError, RegateError, translate
 from regate_db.gates import GateSwitch, disable_gates, enable_gates, gate_status, require_schema
 from regate_db.migrate import Plan, make_plan, migrate
+from regate_db.watch import watch_cmd
 
 EXIT_PENDING = 1
 EXIT_REFUSED = 1  # a deployment the database refused (RG012): an answer, not a failure of the tool
@@ -328,6 +329,7 @@ def gates_status(opts: Options) -> None:
 
 
 register_release_commands(cli)
+cli.add_command(watch_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:
