@@ -242,8 +242,12 @@ class Watcher:
     # -- one pass over the outbox
 
     def catch_up(self, conn: psycopg.Connection[Any], *, once: bool = False) -> int:
-        """Deliver every alert after the cursor, in id order; return how many were delivered."""
+        """Deliver every alert after the cursor, in id order; return how many were delivered.
+
+        First numbers the committed alerts that are still unnumbered (their transaction waited too long for the
+        numbering lock; ``regate.number_alerts()``), so that they are not left for the next alert to number."""
         count = 0
+        conn.execute("select regate.number_alerts()")
         while True:
             with conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(

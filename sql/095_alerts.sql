@@ -6,9 +6,9 @@
 -- Numbering at commit: a deferred trigger takes a lock held until commit, numbers the transaction's alerts
 -- (regate_internal.alert_ids) and sends NOTIFY regate_alerts with {"id", "kind", "model", "job", "result"}. Alerts
 -- are therefore numbered in commit order: a consumer that has read every id up to n never finds a smaller one
--- later. The lock is taken at commit only, so it cannot take part in a deadlock with the transaction's work; a
--- transaction that makes the trigger fire early (SET CONSTRAINTS ALL IMMEDIATE) and then idles delays the others
--- by at most 2 s each, after which they are numbered without the lock.
+-- later. The lock is taken at commit only, so it cannot take part in a deadlock with the transaction's work. A
+-- transaction that makes the trigger fire early (SET CONSTRAINTS ALL IMMEDIATE) and then idles delays the others by
+-- at most 2 s each; their alerts then stay unnumbered (never numbered out of order) until the next numbering.
 --
 -- Error codes raised here (see docs/sql-reference.md):
 --   RG010  a trigger regate-db did not install sits on regate.alerts
@@ -172,43 +172,78 @@ begin
 end;
 $$;
 
+-- regate_internal._number_alerts(wait): number, in insertion order, every alert this transaction can see that has
+-- no number yet (its own, and those of committed transactions that could not number theirs), and notify each;
+-- only under the numbering lock, waited for at most `wait`. Returns how many it numbered, or NULL without the lock.
+create or replace function regate_internal._number_alerts(p_wait interval)
+returns integer
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_deadline constant timestamptz := pg_catalog.clock_timestamp() + p_wait;
+    v record;
+    v_row record;
+    v_count integer := 0;
+begin
+    -- Held until this transaction ends: alerts numbered by a transaction that commits later get larger numbers.
+    while not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('regate.alerts')) loop
+        if pg_catalog.clock_timestamp() > v_deadline then
+            return null;
+        end if;
+        perform pg_catalog.pg_sleep(0.005);
+    end loop;
+    for v in select p.seq from regate.alerts as p where p.id is null order by p.seq for update loop
+        update regate.alerts as a set id = pg_catalog.nextval('regate_internal.alert_ids')
+        where a.seq = v.seq
+        returning a.id, a.kind, a.model_name, a.job_id, a.validation_result_id into v_row;
+        v_count := v_count + 1;
+        perform pg_catalog.pg_notify(
+            'regate_alerts',
+            jsonb_build_object(
+                'id', v_row.id, 'kind', v_row.kind, 'model', v_row.model_name, 'job', v_row.job_id,
+                'result', v_row.validation_result_id
+            )::text
+        );
+    end loop;
+    return v_count;
+end;
+$$;
+
 -- Trigger function (deferred constraint trigger after insert on regate.alerts: fires when the transaction
--- commits): number the alert in commit order and notify channel regate_alerts. SECURITY DEFINER (the numbering
--- sequence is internal), so it refuses to fire anywhere else (RG010).
+-- commits): number the transaction's alerts in commit order and notify channel regate_alerts. The wait for the
+-- numbering lock is bounded: a transaction that numbers its alerts before its commit (SET CONSTRAINTS ALL
+-- IMMEDIATE) and then idles must not stall every other alert. After 2 s this transaction's alerts stay unnumbered
+-- (a WARNING says so); the next transaction that numbers, or regate.number_alerts(), numbers and notifies them.
+-- SECURITY DEFINER (the numbering sequence is internal), so it refuses to fire anywhere else (RG010).
 create or replace function regate_internal._alerts_number()
 returns trigger
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-    v_id bigint;
-    v_deadline constant timestamptz := pg_catalog.clock_timestamp() + interval '2 seconds';
 begin
     if tg_relid <> 'regate.alerts'::regclass or tg_level <> 'ROW' or tg_when <> 'AFTER' then
         perform regate_internal._misfired('_alerts_number', tg_relid);
     end if;
-    -- Held until the end of the commit: alerts of transactions that commit later get larger numbers. The wait is
-    -- bounded: a transaction that numbers its alerts before its commit (SET CONSTRAINTS ALL IMMEDIATE) and then
-    -- idles must not stall every other alert; after 2 s this one is numbered without the lock (a WARNING says so).
-    while not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('regate.alerts')) loop
-        if pg_catalog.clock_timestamp() > v_deadline then
-            raise warning 'regate-db: alert % numbered without waiting longer for another transaction that holds '
-                'the numbering lock (it set the numbering constraint immediate); its order may not match commit '
-                'order', new.seq;
-            exit;
-        end if;
-        perform pg_catalog.pg_sleep(0.005);
-    end loop;
-    v_id := pg_catalog.nextval('regate_internal.alert_ids');
-    update regate.alerts as a set id = v_id where a.seq = new.seq;
-    perform pg_catalog.pg_notify(
-        'regate_alerts',
-        jsonb_build_object(
-            'id', v_id, 'kind', new.kind, 'model', new.model_name, 'job', new.job_id,
-            'result', new.validation_result_id
-        )::text
-    );
+    if regate_internal._number_alerts(interval '2 seconds') is null then
+        raise warning 'regate-db: alert % left unnumbered: another transaction has held the numbering lock for 2 s '
+            '(it numbered its alerts before its commit); the next alert or regate.number_alerts() numbers it',
+            new.seq;
+    end if;
     return null;
 end;
+$$;
+
+-- regate.number_alerts() returns integer: number and notify the committed alerts that are still unnumbered
+-- (their transaction could not take the numbering lock in time); watchers call it before they read the outbox.
+-- Returns how many it numbered; NULL when the lock stayed busy for 2 s (try again).
+create or replace function regate.number_alerts()
+returns integer
+language sql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select regate_internal._number_alerts(interval '2 seconds')
 $$;

@@ -509,24 +509,36 @@ def test_notifications_survive_select_based_waiting(db_dsn: str, gated: Conn) ->
         conn.close()
 
 
-def test_a_transaction_that_numbers_early_and_idles_delays_other_alerts_only_briefly(gated: Conn, db_dsn: str) -> None:
+def test_a_transaction_that_numbers_early_and_idles_never_reorders_the_outbox(
+    gated: Conn, db_dsn: str, logins: Logins
+) -> None:
     """SET CONSTRAINTS ALL IMMEDIATE makes the numbering trigger fire at the statement, so its lock is held until
-    that transaction ends. Another alerting commit waits for it at most 2 s, then numbers without it (WARNING)."""
+    that transaction ends. Another alerting commit waits for it at most 2 s and leaves its alert unnumbered: it is
+    numbered (and notified) after the early one, by the next numbering or regate.number_alerts()."""
     idle = psycopg.connect(db_dsn)
     other = psycopg.connect(db_dsn, autocommit=True)
+    listener = _listen(db_dsn)
+    _, reader = logins.login("reader")
     warnings: list[str] = []
     other.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
     try:
         idle.execute("set constraints all immediate")
         idle.execute("select regate.set_policy('early', enforce => true)")  # numbered now, lock held
         other.execute("select regate.disable_gates('must not hang')")  # commits despite the idle holder
-        assert any("numbered without waiting longer" in w for w in warnings)
+        assert any("left unnumbered" in w for w in warnings)
+        assert gated.execute("select count(*) from regate.alerts where id is null").fetchone() == (1,)
+        assert reader.execute("select regate.number_alerts()").fetchone() == (None,)  # lock still busy
         idle.commit()
-        kinds = gated.execute("select kind from regate.alerts order by id").fetchall()
-        assert sorted(k for (k,) in kinds) == ["gates_switched", "policy_changed"]
+        assert reader.execute("select regate.number_alerts()").fetchone() == (1,)
+        assert reader.execute("select regate.number_alerts()").fetchone() == (0,)
+        got = _received(listener, 2)
+        assert [g["kind"] for g in got] == ["policy_changed", "gates_switched"]
+        assert got[0]["id"] < got[1]["id"]
+        rows = gated.execute("select id, kind from regate.alerts order by id").fetchall()
+        assert [r[1] for r in rows] == ["policy_changed", "gates_switched"] and rows[0][0] == got[0]["id"]
     finally:
-        idle.close()
-        other.close()
+        for conn in (idle, other, listener):
+            conn.close()
 
 
 def test_an_admin_deactivates_a_baseline_and_it_stops_applying(gated: Conn, logins: Logins) -> None:

@@ -24,6 +24,7 @@ READER_API = {
     "deployment_allowed(uuid,text)",
     "deployment_refusal(uuid,text)",
     "gate_stats_for(timestamp with time zone,timestamp with time zone,boolean)",
+    "number_alerts()",
 }
 WRITER_API = READER_API | {
     "validate_training_results(uuid,text,text)",
