@@ -554,3 +554,13 @@ def test_an_admin_deactivates_a_baseline_and_it_stops_applying(gated: Conn, logi
     assert message(err) == f"deactivate_baseline: no baseline with id {row[0] + 1000}"
     job = run_job(db, 0.9)
     assert status(db, job) == "passed"  # nothing applies any more: no_baselines
+
+
+def test_the_sql_of_the_alerts_doc_runs(db: Conn) -> None:
+    from tests.helpers import REPO
+    from tests.test_docs import run_block, sql_blocks
+
+    blocks = sql_blocks(REPO / "docs" / "alerts.md")
+    assert len(blocks) >= 2
+    for block in blocks:
+        run_block(db, block)
