@@ -11,6 +11,7 @@
 -- Error codes raised here (see docs/sql-reference.md):
 --   RG008  a deployment or override_gate names a job that does not exist (or, for a deployment, is not the
 --          session's own)
+--   RG010  a trigger regate-db did not install sits on regate.deployments, regate.gate_overrides or regate.alerts
 --   RG012  a deployment was refused: the message says why, the hint how to override
 --   22023  a deployment without an environment; override_gate without a reason, with an expiry in the past, or for a job that may deploy;
 --          confirm_override of an override that needs no confirmation, expired, or was confirmed already
@@ -181,6 +182,8 @@ begin
     if tg_relid <> 'regate.deployments'::regclass or tg_level <> 'ROW' or tg_when <> 'BEFORE' then
         perform regate_internal._misfired('_deployments_guard', tg_relid);
     end if;
+    -- A trigger someone else attached to regate.deployments would run as every deployer, admins included.
+    perform regate_internal._assert_trusted_triggers(array['regate.deployments'::regclass], false);
     if new.environment is null or btrim(new.environment) = '' then
         raise exception using errcode = '22023', message = format(
             'deployment: environment must be a non-empty name such as production, got %L', new.environment
