@@ -1,0 +1,88 @@
+"""docs/user-guide.md walks through release control: its recipes run, and the three rollout stages are there.
+
+* Every ```sql block runs, in order, on a fresh migrated database, with the conventions of tests/test_docs.py
+  (``-- expect-error: NNNNN`` first lines, ``-- =>`` result rows); the four-eyes recipe plays two admin logins
+  with ``set session authorization``, so the test needs a superuser.
+* Each rollout stage has its section, with a ``regate.set_policy`` recipe; stage 2 shows (as checked result rows)
+  a regressed job of the critical model ending ``blocked`` while one of another model ends ``failed``.
+
+Roles are cluster-wide: the guide's logins start with ``regate_guide_``; the guide drops them itself, and the test
+drops them when it fails.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.helpers import REPO
+from tests.test_docs import Block, run_block, sql_blocks
+
+USER_GUIDE = REPO / "docs" / "user-guide.md"
+GUIDE_ROLES = ("regate_guide_ana", "regate_guide_ben")
+STAGES = (
+    "Stage 1: warn-only everywhere",
+    "Stage 2: blocking for one critical model",
+    "Stage 3: blocking by default, one experimental model warn-only",
+)
+
+
+def drop_guide_roles(conn: psycopg.Connection[Any]) -> None:
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("rollback")
+    conn.execute("reset session authorization")
+    for role in GUIDE_ROLES:
+        if conn.execute("select from pg_roles where rolname = %s", (role,)).fetchone() is not None:
+            conn.execute(f'drop owned by "{role}"')
+            conn.execute(f'drop role "{role}"')
+
+
+def stage_blocks(blocks: list[Block], text: str, heading: str) -> list[Block]:
+    """The ```sql blocks between the heading ``## {heading}`` and the next ``## `` heading."""
+    lines = text.splitlines()
+    start = lines.index(f"## {heading}") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return [b for b in blocks if start < b.line <= end]
+
+
+def test_user_guide_has_a_recipe_per_rollout_stage() -> None:
+    text = USER_GUIDE.read_text(encoding="utf-8")
+    blocks = sql_blocks(USER_GUIDE)
+    for heading in STAGES:
+        assert f"## {heading}" in text.splitlines(), f"docs/user-guide.md has no section '{heading}'"
+        recipe = stage_blocks(blocks, text, heading)
+        assert any("regate.set_policy(" in b.sql for b in recipe), f"'{heading}' has no set_policy recipe"
+        assert any(b.expect_rows for b in recipe), f"'{heading}' shows no checked result"
+
+    # stage 2: the critical model's regressed job is blocked, another model's is only failed (warn-only)
+    shown = [row for b in stage_blocks(blocks, text, STAGES[1]) for row in (b.expect_rows or [])]
+    assert "ranker | blocked" in shown and "summarizer | failed" in shown, shown
+    stage2 = "\n".join(b.sql for b in stage_blocks(blocks, text, STAGES[1]))
+    assert re.search(r"model_name => 'ranker',[^)]*block_on_critical_failures => true,[^)]*enforce => true", stage2)
+    assert "'{\"blockOnCriticalFailures\": false}'" in stage2, "stage 2 must show a job config that is ignored"
+
+    # the emergency path and the rest of release control are there
+    for heading in ("Override with an expiry", "Four eyes: a second admin confirms", "The kill switch"):
+        assert f"### {heading}" in text.splitlines(), heading
+    for name in ("regate.override_gate(", "regate.confirm_override(", "regate.disable_gates(", "regate.deploy("):
+        assert any(name in b.sql for b in blocks), name
+    assert "docs/alerts.md" in text or "(alerts.md)" in text
+
+
+def test_user_guide_examples_run_in_order(db: psycopg.Connection[Any]) -> None:
+    row = db.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()
+    if not row or not row[0]:
+        pytest.skip("the four-eyes recipe plays two logins with SET SESSION AUTHORIZATION: it needs a superuser")
+    blocks = sql_blocks(USER_GUIDE)
+    assert len(blocks) >= 20, "docs/user-guide.md lost its recipes"
+    assert {"RG012", "42501", "22023"} <= {b.expect_error for b in blocks}
+    try:
+        for block in blocks:
+            run_block(db, block)
+        left = db.execute("select count(*) from pg_roles where rolname = any(%s)", (list(GUIDE_ROLES),)).fetchone()
+    finally:
+        drop_guide_roles(db)
+    assert left == (0,), "the guide's cleanup block left roles behind"
