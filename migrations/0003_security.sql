@@ -86,7 +86,7 @@ create table regate.gate_policies (
     require_baselines boolean,
     fail_open boolean,
     metrics_to_validate text[],
-    enforce boolean not null default false,
+    enforce boolean,
     version bigint not null default 1,  -- noqa: RF04
     updated_by text not null default session_user,
     updated_at timestamptz not null default now(),

@@ -698,6 +698,7 @@ INHERITABLE = (
     "require_baselines",
     "fail_open",
     "metrics_to_validate",
+    "enforce",
     "override_requires_second_admin",
 )
 

@@ -312,7 +312,7 @@ declare
     v_bad text;
     v_columns constant text [] := array[
         'enable_gates', 'block_on_critical_failures', 'require_baselines', 'fail_open', 'metrics_to_validate',
-        'override_requires_second_admin'
+        'enforce', 'override_requires_second_admin'
     ];
 begin
     perform regate_internal._require_admin('set a gate policy');
@@ -365,7 +365,9 @@ begin
             when 'override_requires_second_admin' = any(set_policy.reset) then null
             else coalesce(set_policy.override_requires_second_admin, p.override_requires_second_admin)
         end,
-        enforce = coalesce(set_policy.enforce, p.enforce),
+        enforce = case
+            when 'enforce' = any(set_policy.reset) then null else coalesce(set_policy.enforce, p.enforce)
+        end,
         version = p.version + case when v_old.id is null then 0 else 1 end,
         updated_by = regate.current_identity(),
         updated_at = now()

@@ -280,8 +280,8 @@ begin
     end if;
     v_eff := regate_internal._effective(new.config, new.model_name);
     if cardinality(v_eff.ignored) > 0 then
-        raise notice 'job %: the gate policy of % enforces, so the config keys % were ignored (they would loosen it)',
-            new.id, new.model_name, array_to_string(v_eff.ignored, ', ');
+        raise notice 'job %: the gate policy that applies to model % enforces, so the config keys % were ignored (they '
+            'would loosen it)', new.id, new.model_name, array_to_string(v_eff.ignored, ', ');
     end if;
     if not regate_internal._gates_on() or not (v_eff.config ->> 'enableRegressionGates')::boolean then
         new.validation_status := 'not_run';

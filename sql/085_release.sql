@@ -112,7 +112,7 @@ begin
                     'it failed closed after a validation error (SQLSTATE %s: %s)', verdict.error_sqlstate,
                     verdict.error_message
                 )
-                when 'no_baselines' then 'no baseline applies and the policy requires baselines'
+                when 'no_baselines' then 'no baseline applies and requireBaselines is on'
                 else 'critical checks failed: ' || regate_internal._failing_summary(verdict.checks)
             end,
             job.id
@@ -199,7 +199,10 @@ begin
         raise exception using
             errcode = 'RG012',
             message = 'deployment refused: ' || v.refusal,
-            hint = 'The verdict decides; admins record an override (regate.override_gate, audited) to deploy anyway.';
+            hint = case
+                when (v.job).status is distinct from 'completed' then 'Complete the job first: only its verdict decides.'
+                else 'The verdict decides; admins record an override (regate.override_gate, audited) to deploy anyway.'
+            end;
     end if;
     new.model_name := (v.job).model_name;
     new.model_version := (v.job).model_version;

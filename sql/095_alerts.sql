@@ -58,7 +58,9 @@ begin
             ))
         );
     end if;
-    if new.status = 'failed' or new.blocked then
+    -- A verdict of a job (a completion or its re-validation): run_gate without a job is a CI step's check, which
+    -- raises its own blocked alert but does not decide which failure of the model came first.
+    if (new.status = 'failed' or new.blocked) and new.job_id is not null then
         insert into regate_internal.first_failures (model_name, validation_result_id)
         values (new.model_name, new.id)
         on conflict (model_name) do nothing;

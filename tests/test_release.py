@@ -564,3 +564,34 @@ def test_the_sql_of_the_alerts_doc_runs(db: Conn) -> None:
     assert len(blocks) >= 2
     for block in blocks:
         run_block(db, block)
+
+
+def test_a_model_policy_inherits_enforce_from_the_default_policy(gated: Conn) -> None:
+    db = gated
+    db.execute("select regate.set_policy(null, block_on_critical_failures => true, enforce => true)")
+    loosen = json.dumps({"blockOnCriticalFailures": False})
+    # giving the model a policy of its own for another setting keeps the default's enforcement
+    db.execute("select regate.set_policy(%s, override_requires_second_admin => true)", (MODEL,))
+    row = db.execute("select regate.effective_config(%s, %s) -> 'blockOnCriticalFailures'", (loosen, MODEL)).fetchone()
+    assert row == (True,)
+    # only enforce => false on the model's policy exempts it; reset => enforce inherits again
+    db.execute("select regate.set_policy(%s, enforce => false)", (MODEL,))
+    row = db.execute("select regate.effective_config(%s, %s) -> 'blockOnCriticalFailures'", (loosen, MODEL)).fetchone()
+    assert row == (False,)
+    db.execute("select regate.set_policy(%s, reset => array['enforce'])", (MODEL,))
+    notices: list[str] = []
+    db.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    assert status(db, run_job(db, 0.9, config={"blockOnCriticalFailures": False})) == "blocked"
+    assert any(f"the gate policy that applies to model {MODEL} enforces" in n for n in notices)
+
+
+def test_a_job_less_gate_check_raises_blocked_but_not_the_first_failure(gated: Conn) -> None:
+    db = gated
+    db.execute(
+        "select regate.run_gate(model_name => %s, current_metrics => '{\"eval_loss\": 0.9}', block_on_failure => true)",
+        (MODEL,),
+    )
+    assert [k for (k,) in db.execute("select kind from regate.alerts order by id").fetchall()] == ["blocked"]
+    run_job(db, 0.9)
+    kinds = [k for (k,) in db.execute("select kind from regate.alerts order by id").fetchall()]
+    assert kinds == ["blocked", "blocked", "first_failure"]

@@ -110,6 +110,16 @@ def test_every_gate_key_is_named_in_the_config_error_hint(db: Conn) -> None:
         assert key in hint, key
 
 
+def test_the_cli_offers_exactly_the_policy_columns_that_can_inherit(db: Conn) -> None:
+    from regate_db.cli_release import INHERITABLE
+
+    with pytest.raises(psycopg.Error) as err:
+        db.execute("select regate.set_policy('m', reset => array['no_such_column'])")
+    match = re.search(r"not a column that can inherit \((.*)\)$", err.value.diag.message_primary or "")
+    assert match is not None, err.value
+    assert set(INHERITABLE) == set(match.group(1).split(", "))
+
+
 def test_the_reason_rule_lives_in_sql_alone(db: Conn) -> None:
     with pytest.raises(psycopg.Error) as err:
         db.execute("select regate.disable_gates(' ')")
