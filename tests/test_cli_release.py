@@ -293,7 +293,7 @@ def test_policy_set_show_history(rg: Cli) -> None:
     history = js(rg("policy", "history", "bert", "--json"))
     assert [h["version"] for h in history] == [1, 2, 3] and history[0]["old_values"] is None
     table = ok(rg("policy", "history", "bert")).stdout
-    assert "enforce: no -> yes" in table and "require_baselines: yes -> -" in table
+    assert "enforce: - -> yes" in table and "require_baselines: yes -> -" in table
     assert [h["model_name"] for h in js(rg("policy", "history", "--default", "--json"))] == [None]
 
     usage = rg("policy", "set", "--block")
