@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 
@@ -11,11 +12,12 @@ import psycopg
 from regate_db import __version__
 from regate_db import connect as connect_mod
 from regate_db.cli_release import register as register_release_commands
-from regate_db.clikit import Options, connection, db_options, echo_err
+from regate_db.clikit import Options, connection, db_options, echo_err, json_option
 from regate_db.demo import Reporter, run_demo
 from regate_db.errors import DeploymentRefusedError, GateError, RegateError, translate
 from regate_db.gates import GateSwitch, disable_gates, enable_gates, gate_status, require_schema
 from regate_db.migrate import Plan, make_plan, migrate
+from regate_db.release import jsonable
 from regate_db.watch import watch_cmd
 
 EXIT_PENDING = 1
@@ -101,6 +103,7 @@ def _print_plan(plan: Plan) -> None:
     "the roles migrate could not create, or to repair privileges.",
 )
 @db_options
+@json_option
 @click.pass_obj
 def migrate_cmd(
     opts: Options,
@@ -118,6 +121,25 @@ def migrate_cmd(
     twice and concurrently. Creates the roles regate_reader, regate_writer and regate_admin when it may (it says
     what to run when it may not). Warns when the schema is owned by a superuser (--strict refuses).
     """
+    if opts.json:
+        if show_sql:
+            raise click.UsageError("--show-sql prints SQL, not JSON: use it without --json")
+        with _connection(opts) as conn:
+            plan = make_plan(conn, target=target)
+            if dry_run:
+                _emit_json({"dry_run": True, "plan": _plan_json(plan)})
+                return
+            result = migrate(conn, target=target, report=_echo_err, owner=owner, strict=strict, reapply=reapply)
+            final = make_plan(conn)
+        _emit_json(
+            {
+                "changed": result.changed,
+                "applied": result.applied,
+                "repeatables_applied": result.repeatables_applied,
+                "schema_version": final.schema_version,
+            }
+        )
+        return
     with _connection(opts) as conn:
         plan = make_plan(conn, target=target)
         if dry_run or show_sql:
@@ -137,6 +159,41 @@ def migrate_cmd(
                 + (", repeatable files re-applied" if result.repeatables_applied else "")
                 + ")"
             )
+
+
+def _emit_json(value: object) -> None:
+    click.echo(json.dumps(jsonable(value), indent=2))
+
+
+def _plan_json(plan: Plan) -> dict[str, object]:
+    return {
+        "server_version": plan.server_version,
+        "schema_version": plan.schema_version,
+        "latest": plan.latest,
+        "applied": [
+            {
+                "filename": a.filename,
+                "applied_at": a.applied_at,
+                "applied_by": a.applied_by,
+                "duration_ms": a.duration_ms,
+            }
+            for a in plan.applied
+        ],
+        "pending": [f.filename for f in plan.pending],
+        "repeatables": len(plan.repeatables),
+        "repeatables_stale": plan.repeatables_stale,
+        "drift": [d.describe() for d in plan.drift],
+    }
+
+
+def _switch_json(switch: GateSwitch) -> dict[str, object]:
+    return {
+        "enabled": switch.enabled,
+        "changed": switch.changed,
+        "changed_by": switch.changed_by,
+        "changed_at": switch.changed_at,
+        "reason": switch.reason,
+    }
 
 
 def _print_pending(plan: Plan, *, show_sql: bool) -> None:
@@ -163,11 +220,18 @@ def _print_pending(plan: Plan, *, show_sql: bool) -> None:
 @cli.command("status")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when a migration is pending or an applied file drifted.")
 @db_options
+@json_option
 @click.pass_obj
 def status_cmd(opts: Options, exit_code: bool) -> None:
     """Show the server, the installed schema version, applied and pending files, and drift."""
     with _connection(opts) as conn:
         plan = make_plan(conn)
+    stale = plan.pending or plan.drift or (plan.repeatables and plan.repeatables_stale)
+    if opts.json:
+        _emit_json(_plan_json(plan))
+        if exit_code and stale:
+            sys.exit(EXIT_PENDING)
+        return
     _print_plan(plan)
     if plan.applied:
         click.echo("applied:")
@@ -185,7 +249,7 @@ def status_cmd(opts: Options, exit_code: bool) -> None:
     click.echo("drift:" + ("" if plan.drift else " none"))
     for d in plan.drift:
         click.echo(f"  {d.describe()}")
-    if exit_code and (plan.pending or plan.drift or (plan.repeatables and plan.repeatables_stale)):
+    if exit_code and stale:
         sys.exit(EXIT_PENDING)
 
 
@@ -274,6 +338,7 @@ def gates_group() -> None:
     help="Why the gates are switched off (required; recorded with your login and the time).",
 )
 @db_options
+@json_option
 @click.pass_obj
 def gates_off(opts: Options, reason: str) -> None:
     """Switch the regression gates off for every job (the rollback step; admins only).
@@ -286,6 +351,9 @@ def gates_off(opts: Options, reason: str) -> None:
         conn.autocommit = True
         require_schema(conn, function="disable_gates")
         switch = disable_gates(conn, reason)
+    if opts.json:
+        _emit_json(_switch_json(switch))
+        return
     if switch.changed:
         click.echo(f"regression gates are now {_state(False)} for every job ({_when(switch)})")
         click.echo(f"  reason: {switch.reason}")
@@ -297,6 +365,7 @@ def gates_off(opts: Options, reason: str) -> None:
 @gates_group.command("on", short_help="Switch the gates back on (admins only).")
 @click.option("--reason", metavar="TEXT", help="Why the gates are switched back on (optional; recorded).")
 @db_options
+@json_option
 @click.pass_obj
 def gates_on(opts: Options, reason: str | None) -> None:
     """Switch the regression gates back on for every job (admins only)."""
@@ -304,6 +373,9 @@ def gates_on(opts: Options, reason: str | None) -> None:
         conn.autocommit = True
         require_schema(conn, function="enable_gates")
         switch = enable_gates(conn, reason)
+    if opts.json:
+        _emit_json(_switch_json(switch))
+        return
     if switch.changed:
         click.echo(f"regression gates are now {_state(True)} for every job ({_when(switch)})")
         if switch.reason:
@@ -314,12 +386,16 @@ def gates_on(opts: Options, reason: str | None) -> None:
 
 @gates_group.command("status", short_help="Show whether the gates are on, and who switched them when and why.")
 @db_options
+@json_option
 @click.pass_obj
 def gates_status(opts: Options) -> None:
     """Show whether the regression gates are on, and who switched them last, when and why."""
     with _connection(opts) as conn:
         require_schema(conn, function="gate_status")
         switch = gate_status(conn)
+    if opts.json:
+        _emit_json(_switch_json(switch))
+        return
     if switch.changed_at is None:
         click.echo(f"regression gates: {_state(switch.enabled)} (never switched off)")
         return

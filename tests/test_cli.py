@@ -188,3 +188,36 @@ def test_database_options_after_the_subcommand(
     assert run(regate_cmd, cli_env, "migrate", "--dry-run", "--dsn", empty_db).stdout.endswith(
         "dry run: nothing was changed\n"
     )
+
+
+def test_migrate_status_and_gates_speak_json(empty_db: str, cli_env: dict[str, str], regate_cmd: list[str]) -> None:
+    import json
+
+    latest = default_source().versioned()[-1].version
+    dry = run(regate_cmd, cli_env, "migrate", "--dry-run", "--json", "--dsn", empty_db)
+    assert dry.returncode == 0, dry.stderr
+    planned = json.loads(dry.stdout)
+    assert planned["dry_run"] is True and planned["plan"]["schema_version"] is None
+    assert len(planned["plan"]["pending"]) == len(default_source().versioned())
+    first = run(regate_cmd, cli_env, "migrate", "--json", "--dsn", empty_db)
+    assert first.returncode == 0, first.stderr
+    done = json.loads(first.stdout)  # progress lines go to stderr, only JSON to stdout
+    assert done["changed"] is True and done["schema_version"] == latest and done["repeatables_applied"] is True
+    assert "applied 0001_init.sql" in first.stderr
+    again = json.loads(run(regate_cmd, cli_env, "migrate", "--json", "--dsn", empty_db).stdout)
+    assert again == {"changed": False, "applied": [], "repeatables_applied": False, "schema_version": latest}
+    status = run(regate_cmd, cli_env, "status", "--json", "--exit-code", "--dsn", empty_db)
+    assert status.returncode == 0, status.stderr
+    state = json.loads(status.stdout)
+    assert state["schema_version"] == latest and state["pending"] == [] and state["drift"] == []
+    assert [a["filename"] for a in state["applied"]] == [f.filename for f in default_source().versioned()]
+    off = json.loads(
+        run(regate_cmd, cli_env, "gates", "off", "--reason", "json test", "--json", "--dsn", empty_db).stdout
+    )
+    assert (off["enabled"], off["changed"], off["reason"]) == (False, True, "json test")
+    shown = json.loads(run(regate_cmd, cli_env, "gates", "status", "--json", "--dsn", empty_db).stdout)
+    assert (shown["enabled"], shown["changed"]) == (False, False) and shown["changed_at"] is not None
+    on = json.loads(run(regate_cmd, cli_env, "gates", "on", "--json", "--dsn", empty_db).stdout)
+    assert (on["enabled"], on["changed"]) == (True, True)
+    refused = run(regate_cmd, cli_env, "migrate", "--show-sql", "--json", "--dsn", empty_db)
+    assert refused.returncode == 2 and "--show-sql prints SQL, not JSON" in refused.stderr
