@@ -33,8 +33,35 @@ begin
         v_problem := format('severity must be ''critical'' or ''warning'', got %L', new.severity);
     elsif num_nulls(new.threshold, new.min_absolute_change, new.min_relative_change) = 3 then
         v_problem := 'at least one of threshold, min_absolute_change, min_relative_change must be set';
-    elsif new.baseline_value is null and num_nonnulls(new.min_absolute_change, new.min_relative_change) > 0 then
+    elsif new.reference is null or new.reference not in ('fixed', 'champion', 'rolling') then
+        v_problem := format('reference must be ''fixed'', ''champion'' or ''rolling'', got %L', new.reference);
+    elsif new.on_missing_reference is null or new.on_missing_reference not in ('pass', 'warn', 'fail') then
+        v_problem := format(
+            'on_missing_reference must be ''pass'', ''warn'' or ''fail'', got %L', new.on_missing_reference
+        );
+    elsif
+        new.reference = 'fixed' and new.baseline_value is null
+        and num_nonnulls(new.min_absolute_change, new.min_relative_change) > 0
+    then
         v_problem := 'baseline_value is required when min_absolute_change or min_relative_change is set';
+    elsif new.reference <> 'fixed' and new.baseline_value is not null then
+        v_problem := format(
+            'baseline_value must be NULL for a %s reference: the reference value is resolved at each validation',
+            new.reference
+        );
+    elsif new.reference <> 'champion' and new.environment is not null then
+        v_problem := 'environment is only for a champion reference';
+    elsif new.reference = 'champion' and btrim(coalesce(new.environment, '')) = '' then
+        v_problem := 'environment (e.g. production) is required for a champion reference';
+    elsif new.reference <> 'rolling' and num_nonnulls(new.window_size, new.min_runs) > 0 then
+        v_problem := 'window_size and min_runs are only for a rolling reference';
+    elsif new.reference = 'rolling' and (new.window_size is null or new.window_size < 1) then
+        v_problem := format('window_size must be at least 1 for a rolling reference, got %s', new.window_size);
+    elsif new.reference = 'rolling' and (new.min_runs is null or new.min_runs not between 1 and new.window_size) then
+        v_problem := format(
+            'min_runs must be between 1 and window_size (%s) for a rolling reference, got %s', new.window_size,
+            new.min_runs
+        );
     end if;
     if v_problem is null then
         foreach v_field in array array['baseline_value', 'threshold', 'min_absolute_change', 'min_relative_change']
@@ -140,7 +167,8 @@ create or replace function regate_internal._create_baseline(
     p_severity text,
     p_model_version text,
     p_description text,
-    p_source_job_id uuid
+    p_source_job_id uuid,
+    p_reference jsonb default '{}'::jsonb
 )
 returns regate.model_baselines
 language plpgsql
@@ -165,12 +193,16 @@ begin
         and b.severity = p_severity;
     insert into regate.model_baselines (
         model_name, model_version, metric_name, baseline_value, greater_is_better, threshold,
-        min_absolute_change, min_relative_change, severity, description, source_job_id
+        min_absolute_change, min_relative_change, severity, description, source_job_id, reference, environment,
+        window_size, min_runs, on_missing_reference
     )
     values (
         p_model_name, p_model_version, p_metric_name, p_baseline_value,
         coalesce(p_greater_is_better, regate_internal._infer_greater_is_better(p_metric_name)), p_threshold,
-        p_min_absolute_change, p_min_relative_change, p_severity, p_description, p_source_job_id
+        p_min_absolute_change, p_min_relative_change, p_severity, p_description, p_source_job_id,
+        coalesce(p_reference ->> 'reference', 'fixed'), p_reference ->> 'environment',
+        (p_reference ->> 'window_size')::bigint, (p_reference ->> 'min_runs')::bigint,
+        coalesce(p_reference ->> 'on_missing_reference', 'warn')
     )
     returning * into v_row;
     return v_row;
@@ -180,6 +212,9 @@ $$;
 -- regate.create_baseline(model_name, metric_name, ...) returns regate.model_baselines: the new active
 -- baseline; the previous active one with the same key is deactivated (history is kept). greater_is_better
 -- may be omitted for names ending in loss, perplexity, wer or cer (lower is better); otherwise RG007.
+-- reference: 'fixed' (baseline_value), 'champion' (the final value of the metric of the model's current champion in
+-- `environment`) or 'rolling' (the median over the model's last `window_size` accepted runs, at least `min_runs`);
+-- on_missing_reference ('pass', 'warn' or 'fail') says what a check whose reference cannot be resolved counts as.
 -- Raises RG004 when the baseline breaks a rule, 42501 unless the session is a regate admin.
 create or replace function regate.create_baseline(
     model_name text,
@@ -191,7 +226,12 @@ create or replace function regate.create_baseline(
     min_relative_change double precision default null,
     severity text default 'critical',
     model_version text default null,
-    description text default null
+    description text default null,
+    reference text default 'fixed',
+    environment text default null,
+    window_size integer default null,
+    min_runs integer default null,
+    on_missing_reference text default 'warn'
 )
 returns regate.model_baselines
 language plpgsql
@@ -204,7 +244,12 @@ begin
         create_baseline.model_name, create_baseline.metric_name, create_baseline.baseline_value,
         create_baseline.greater_is_better, create_baseline.threshold, create_baseline.min_absolute_change,
         create_baseline.min_relative_change, create_baseline.severity, create_baseline.model_version,
-        create_baseline.description, null
+        create_baseline.description, null,
+        jsonb_build_object(
+            'reference', create_baseline.reference, 'environment', create_baseline.environment,
+            'window_size', create_baseline.window_size, 'min_runs', create_baseline.min_runs,
+            'on_missing_reference', create_baseline.on_missing_reference
+        )
     );
 end;
 $$;

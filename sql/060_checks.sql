@@ -254,26 +254,67 @@ as $$
     )
 $$;
 
--- regate_internal._checks(model, version, metrics_to_validate, metrics, steps): the checks of every applicable baseline
--- against final metrics (name -> value) and their steps (name -> step), in (metric, severity) order: one
--- query, one snapshot, the check functions inlined into it.
-create or replace function regate_internal._checks(
-    p_model_name text, p_model_version text, p_only text[], p_metrics jsonb, p_steps jsonb
+-- regate_internal._reference_message(message, reference, metric, on_missing): the sentence of a check whose
+-- reference is a champion or a rolling median: "baseline" becomes what the reference is, and where it came from
+-- is said; for an unresolved reference, why, and what it counts as.
+create or replace function regate_internal._reference_message(
+    p_message text, p_reference jsonb, p_metric text, p_on_missing text
 )
-returns table (check_json jsonb, metric_name text, severity text, outcome text)
+returns text
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select case
+        when p_reference is null then p_message
+        when not (p_reference ->> 'resolved')::boolean then format(
+            '%s: no reference: %s (on_missing_reference: %s)', p_metric, p_reference ->> 'reason', p_on_missing
+        )
+        else
+            replace(
+                replace(p_message, 'a baseline of ', r.label || ' '), ' baseline ', ' ' || r.label || ' '
+            ) || r.source
+    end
+    from (
+        select
+            case p_reference ->> 'kind' when 'champion' then 'the champion''s' else 'the rolling median' end as label,
+            case p_reference ->> 'kind'
+                when 'champion' then format(
+                    ' (champion in %s: job %s)', p_reference ->> 'environment', p_reference ->> 'job_id'
+                )
+                else format(' (median of %s accepted runs)', p_reference ->> 'runs')
+            end as source
+    ) as r
+$$;
+
+-- regate_internal._checks(model, version, metrics_to_validate, metrics, steps, job_id): the checks of every
+-- applicable baseline against final metrics (name -> value) and their steps (name -> step), in (metric,
+-- severity) order: one query, one snapshot, the check functions inlined into it. A champion or rolling baseline's
+-- reference is resolved for the job (regate_internal._reference); unresolved, the check is no_reference.
+-- `effect` is what the check counts as: pass, warn or fail.
+create or replace function regate_internal._checks(
+    p_model_name text, p_model_version text, p_only text[], p_metrics jsonb, p_steps jsonb, p_job_id uuid
+)
+returns table (check_json jsonb, metric_name text, severity text, outcome text, effect text)
 language sql
 stable
 security invoker
 as $$
     select
-        regate_internal._check_json(
-            b.id, b.metric_name, b.severity, b.greater_is_better, b.baseline_value, b.threshold,
-            b.min_absolute_change, b.min_relative_change, e.outcome, e.failed_criteria, v.value, v.step,
-            e.relative_change
-        ),
+        case when b.reference = 'fixed' then c.check_json else
+            c.check_json || jsonb_build_object(
+                'reference', r.ref - 'resolved',
+                'outcome', o.outcome,
+                'message', regate_internal._reference_message(
+                    c.check_json ->> 'message', r.ref, b.metric_name, b.on_missing_reference
+                )
+            )
+        end,
         b.metric_name,
         b.severity,
-        e.outcome
+        o.outcome,
+        case o.outcome when 'passed' then 'pass' when 'no_reference' then b.on_missing_reference else 'fail' end
     from regate_internal._applicable_baselines(p_model_name, p_model_version, p_only) as b
     -- offset 0 fences: each value is computed once per baseline instead of once per reference.
     cross join lateral (
@@ -282,14 +323,39 @@ as $$
             (p_steps ->> b.metric_name)::bigint as step
         offset 0
     ) as v
+    -- a fixed baseline resolves nothing (CASE: the function is not called)
+    cross join lateral (
+        select case when b.reference <> 'fixed' then regate_internal._reference(b, p_job_id) end as ref
+        offset 0
+    ) as r
+    cross join lateral (
+        select case
+            when b.reference = 'fixed' then b.baseline_value
+            else regate_internal._jsonb_float8(r.ref -> 'value')
+        end as value
+        offset 0
+    ) as ref
     cross join lateral (
         select x.outcome, x.failed_criteria, x.relative_change
         from regate_internal._evaluate_check(
-            v.value, b.baseline_value, b.greater_is_better, b.threshold, b.min_absolute_change,
-            b.min_relative_change
+            v.value, ref.value, b.greater_is_better, b.threshold, b.min_absolute_change, b.min_relative_change
         ) as x
         offset 0
     ) as e
+    cross join lateral (
+        select case
+            when v.value is not null and r.ref is not null and not (r.ref ->> 'resolved')::boolean then 'no_reference'
+            else e.outcome
+        end as outcome
+    ) as o
+    cross join lateral (
+        select regate_internal._check_json(
+            b.id, b.metric_name, b.severity, b.greater_is_better, ref.value, b.threshold,
+            b.min_absolute_change, b.min_relative_change, e.outcome, e.failed_criteria, v.value, v.step,
+            e.relative_change
+        ) as check_json
+        offset 0
+    ) as c
     order by b.metric_name, b.severity
 $$;
 

@@ -106,10 +106,12 @@ begin
         coalesce(jsonb_agg(c.check_json), '[]'::jsonb),
         coalesce(array_agg(c.metric_name), '{}'),
         coalesce(array_agg(c.metric_name) filter (where c.severity = 'critical'), '{}'),
-        coalesce(bool_or(c.severity = 'critical' and c.outcome <> 'passed'), false),
-        coalesce(bool_or(c.severity = 'warning' and c.outcome <> 'passed'), false)
+        coalesce(bool_or(c.effect = 'fail' and c.severity = 'critical'), false),
+        coalesce(bool_or(c.effect = 'warn' or (c.effect = 'fail' and c.severity = 'warning')), false)
     into v_result.checks, v_checked, v_critical_checked, v_critical_failed, v_warning_failed
-    from regate_internal._checks(p_verdict.model_name, p_verdict.model_version, v_only, p_metrics, p_steps) as c;
+    from regate_internal._checks(
+        p_verdict.model_name, p_verdict.model_version, v_only, p_metrics, p_steps, p_verdict.job_id
+    ) as c;
     -- Critical checks no baseline stands behind: a listed metric without baseline (requireBaselines), a
     -- metric required by run_gate that was not logged (unless a critical check already fails it).
     if (v_require and v_only is not null) or p_required is not null then
@@ -286,6 +288,7 @@ begin
     if not regate_internal._gates_on() or not (v_eff.config ->> 'enableRegressionGates')::boolean then
         new.validation_status := 'not_run';
         new.validation_result_id := null;
+        perform regate_internal._note_acceptance(new.id, new.model_name, new.model_version, null, false);
         return new;
     end if;
     v_result := regate_internal._gate(
@@ -301,6 +304,9 @@ begin
     end if;
     new.validation_status := regate_internal._job_validation_status(v_result, v_eff.config);
     new.validation_result_id := v_result.id;
+    perform regate_internal._note_acceptance(
+        new.id, new.model_name, new.model_version, new.completed_at, new.validation_status in ('passed', 'warning')
+    );
     return new;
 end;
 $$;

@@ -281,6 +281,11 @@ begin
     if v_confirm then
         raise notice 'override #% takes effect when a second admin confirms it: select regate.confirm_override(%)',
             v_row.id, v_row.id;
+    else
+        -- an overridden run is accepted: a rolling reference may use it
+        perform regate_internal._note_acceptance(
+            (v.job).id, (v.job).model_name, (v.job).model_version, (v.job).completed_at, true
+        );
     end if;
     return v_row;
 end;
@@ -326,6 +331,9 @@ begin
         );
     end if;
     insert into regate.gate_override_confirmations (override_id) values (v_override.id) returning * into v_row;
+    perform regate_internal._note_acceptance(j.id, j.model_name, j.model_version, j.completed_at, true)
+    from regate.local_training_jobs as j
+    where j.id = v_override.job_id and j.validation_result_id is not distinct from v_override.validation_result_id;
     return v_row;
 end;
 $$;

@@ -63,6 +63,10 @@ begin
             validation_status = regate_internal._job_validation_status(v_result, v_eff.config),
             validation_result_id = v_result.id
         where j.id = v_job.id;
+        perform regate_internal._note_acceptance(
+            v_job.id, v_job.model_name, v_job.model_version, v_job.completed_at,
+            regate_internal._job_validation_status(v_result, v_eff.config) in ('passed', 'warning')
+        );
     end if;
     return v_result;
 end;

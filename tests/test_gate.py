@@ -481,7 +481,7 @@ def test_validation_fault_is_recorded_and_never_fails_the_update(db: Conn, fail_
     j = job(db, config={"regressionGateConfig": {"failOpen": fail_open}})
     log(db, j, 1, eval_loss=0.40)
     # A real internal fault: a function validation calls is missing (this test database only).
-    db.execute("alter function regate_internal._checks(text, text, text [], jsonb, jsonb) rename to _checks_gone")
+    db.execute("alter function regate_internal._checks(text, text, text [], jsonb, jsonb, uuid) rename to _checks_gone")
     status, result_id = complete(db, j)
     assert status == expected and result_id is not None
     res = result(db, result_id)

@@ -147,11 +147,13 @@ def test_an_error_verdict_refuses_deployment_when_the_policy_fails_closed(gated:
     db = gated
     job = new_job(db, MODEL, config={"regressionGateConfig": {"failOpen": True}})
     log(db, job, 1, eval_loss=0.3)
-    db.execute("alter function regate_internal._checks(text, text, text [], jsonb, jsonb) rename to _checks_gone")
+    db.execute("alter function regate_internal._checks(text, text, text [], jsonb, jsonb, uuid) rename to _checks_gone")
     try:
         assert complete(db, job)[0] == "error"
     finally:
-        db.execute("alter function regate_internal._checks_gone(text, text, text [], jsonb, jsonb) rename to _checks")
+        db.execute(
+            "alter function regate_internal._checks_gone(text, text, text [], jsonb, jsonb, uuid) rename to _checks"
+        )
     assert allowed(db, job)  # failOpen: an error lets it through
     # the policy is read at deployment: an enforcing policy fails closed by default
     db.execute("select regate.set_policy(%s, enforce => true)", (MODEL,))
@@ -325,9 +327,9 @@ def test_gate_stats_count_a_known_history(gated: Conn) -> None:
     b1 = job_with(0.9, 0.95, block)  # failed, blocked
     job_with(0.9, 0.95, block)  # failed, blocked
     db.execute("select regate.override_gate(%s, 'label noise')", (b1,))
-    db.execute("alter function regate_internal._checks(text, text, text [], jsonb, jsonb) rename to _checks_gone")
+    db.execute("alter function regate_internal._checks(text, text, text [], jsonb, jsonb, uuid) rename to _checks_gone")
     job_with(0.3, 0.95, {})  # error (fail open)
-    db.execute("alter function regate_internal._checks_gone(text, text, text [], jsonb, jsonb) rename to _checks")
+    db.execute("alter function regate_internal._checks_gone(text, text, text [], jsonb, jsonb, uuid) rename to _checks")
     db.execute("select regate.disable_gates('maintenance')")
     job_with(0.9, 0.95, block)  # not_run
     db.execute("select regate.enable_gates()")
@@ -404,9 +406,13 @@ def test_each_alert_kind_reaches_a_listener_in_id_order_and_none_after_a_rollbac
         db.execute("select regate.disable_gates('INC-4')")
         db.execute("select regate.enable_gates()")
         job = new_job(db, MODEL, config={"regressionGateConfig": {"failOpen": True}})
-        db.execute("alter function regate_internal._checks(text, text, text [], jsonb, jsonb) rename to _checks_gone")
+        db.execute(
+            "alter function regate_internal._checks(text, text, text [], jsonb, jsonb, uuid) rename to _checks_gone"
+        )
         complete(db, job)  # error
-        db.execute("alter function regate_internal._checks_gone(text, text, text [], jsonb, jsonb) rename to _checks")
+        db.execute(
+            "alter function regate_internal._checks_gone(text, text, text [], jsonb, jsonb, uuid) rename to _checks"
+        )
         got = _received(listener, 7)
         kinds = [g["kind"] for g in got]
         assert kinds == [
