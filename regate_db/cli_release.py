@@ -128,6 +128,7 @@ BASELINE_COLUMNS = (
     "model_name",
     "model_version",
     "metric_name",
+    "reference",
     "baseline_value",
     "greater_is_better",
     "threshold",
@@ -177,6 +178,24 @@ def baseline_group() -> None:
 @click.option("--severity", type=click.Choice(["critical", "warning"]), default="critical", show_default=True)
 @click.option("--model-version", metavar="VERSION", help="Only for this version of the model (default: all).")
 @click.option("--description", metavar="TEXT")
+@click.option(
+    "--reference",
+    type=click.Choice(["fixed", "champion", "rolling"]),
+    default="fixed",
+    show_default=True,
+    help="Compare with --value (fixed), the model's champion in --environment, or the median of its last "
+    "--window accepted runs.",
+)
+@click.option("--environment", metavar="ENV", help="With --reference champion: whose champion (e.g. production).")
+@click.option("--window", "window_size", type=int, metavar="K", help="With --reference rolling: the last K runs.")
+@click.option("--min-runs", type=int, metavar="N", help="With --reference rolling: fewer runs is no reference.")
+@click.option(
+    "--on-missing-reference",
+    type=click.Choice(["pass", "warn", "fail"]),
+    default="warn",
+    show_default=True,
+    help="What a check without a resolvable reference (no champion yet, too few runs) counts as.",
+)
 @db_options
 @json_option
 @click.pass_obj
@@ -192,12 +211,24 @@ def baseline_create(
     severity: str,
     model_version: str | None,
     description: str | None,
+    reference: str,
+    environment: str | None,
+    window_size: int | None,
+    min_runs: int | None,
+    on_missing_reference: str,
 ) -> None:
     """Create the active baseline of MODEL for METRIC (admins only); the previous active one is deactivated.
 
     \b
-    Example (eval_loss may be at most 5% worse than 0.42):
+    Examples:
+      # eval_loss may be at most 5% worse than 0.42
       regate-db baseline create sentiment-bert eval_loss --value 0.42 --min-relative-change -0.05
+      # accuracy at most 1% below the champion in production
+      regate-db baseline create sentiment-bert accuracy --greater-is-better --min-relative-change -0.01 \\
+          --reference champion --environment production
+      # f1 at most 2% below the median of the last 10 accepted runs (once there are 3)
+      regate-db baseline create sentiment-bert f1 --greater-is-better --min-relative-change -0.02 \\
+          --reference rolling --window 10 --min-runs 3
     """
     with _conn(opts) as conn:
         _autocommit(conn)
@@ -213,6 +244,11 @@ def baseline_create(
             severity=severity,
             model_version=model_version,
             description=description,
+            reference=reference,
+            environment=environment,
+            window_size=window_size,
+            min_runs=min_runs,
+            on_missing_reference=on_missing_reference,
         )
     if opts.json:
         emit_json(b)

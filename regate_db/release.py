@@ -200,6 +200,11 @@ class Baseline:
     source_job_id: uuid.UUID | None
     created_by: str
     created_at: datetime
+    reference: str = "fixed"
+    environment: str | None = None
+    window_size: int | None = None
+    min_runs: int | None = None
+    on_missing_reference: str = "warn"
 
     @classmethod
     def from_row(cls, row: Row) -> Baseline:
@@ -222,16 +227,23 @@ def create_baseline(
     severity: str = "critical",
     model_version: str | None = None,
     description: str | None = None,
+    reference: str = "fixed",
+    environment: str | None = None,
+    window_size: int | None = None,
+    min_runs: int | None = None,
+    on_missing_reference: str = "warn",
 ) -> Baseline:
     """``regate.create_baseline``: the new active baseline (the previous active one of its key is deactivated).
-    Admins only."""
+    ``reference`` 'champion' (with ``environment``) or 'rolling' (with ``window_size`` and ``min_runs``) resolves
+    the reference at each validation. Admins only."""
     row = _one(
         conn,
         "create baselines",
         sql.SQL(
             "select {} from regate.create_baseline(model_name => %s, metric_name => %s, baseline_value => %s,"
             " greater_is_better => %s, threshold => %s, min_absolute_change => %s, min_relative_change => %s,"
-            " severity => %s, model_version => %s, description => %s) as b"
+            " severity => %s, model_version => %s, description => %s, reference => %s, environment => %s,"
+            " window_size => %s, min_runs => %s, on_missing_reference => %s) as b"
         ).format(_BASELINE_COLUMNS),
         (
             model_name,
@@ -244,6 +256,11 @@ def create_baseline(
             severity,
             model_version,
             description,
+            reference,
+            environment,
+            window_size,
+            min_runs,
+            on_missing_reference,
         ),
     )
     return Baseline.from_row(row)

@@ -449,3 +449,63 @@ def test_deactivate_as_a_regate_admin(rg: Cli, login: Callable[[str], tuple[str,
     off = js(rg("baseline", "deactivate", str(created["id"]), "--json", dsn=dsn))
     assert off["changed"] is True and off["baseline"]["is_active"] is False
     assert js(rg("baseline", "deactivate", str(created["id"]), "--json"))["changed"] is False
+
+
+def test_baseline_create_with_a_champion_or_rolling_reference(rg: Cli) -> None:
+    champion = js(
+        rg(
+            "baseline",
+            "create",
+            "bert",
+            "accuracy",
+            "--greater-is-better",
+            "--min-relative-change",
+            "-0.01",
+            "--reference",
+            "champion",
+            "--environment",
+            "production",
+            "--json",
+        )
+    )
+    assert (champion["reference"], champion["environment"], champion["on_missing_reference"]) == (
+        "champion",
+        "production",
+        "warn",
+    )
+    rolling = js(
+        rg(
+            "baseline",
+            "create",
+            "bert",
+            "f1",
+            "--greater-is-better",
+            "--min-relative-change",
+            "-0.02",
+            "--reference",
+            "rolling",
+            "--window",
+            "10",
+            "--min-runs",
+            "3",
+            "--on-missing-reference",
+            "pass",
+            "--json",
+        )
+    )
+    assert (rolling["reference"], rolling["window_size"], rolling["min_runs"]) == ("rolling", 10, 3)
+    line = one_error_line(
+        rg(
+            "baseline",
+            "create",
+            "bert",
+            "recall",
+            "--greater-is-better",
+            "--threshold",
+            "0.5",
+            "--reference",
+            "champion",
+        )
+    )
+    assert "environment (e.g. production) is required for a champion reference" in line and line.endswith("[RG004]")
+    assert "rolling" in ok(rg("baseline", "list", "--model", "bert")).stdout
