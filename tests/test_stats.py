@@ -130,7 +130,7 @@ def test_incomplete_beta_matches_scipy(db: Conn) -> None:
 
 def test_log_gamma_matches_math_lgamma(db: Conn) -> None:
     xs = [1e-300, 1e-10, 0.001, 0.1, 0.25, 0.4999, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.5, 7.0, 10.0, 12.5, 33.3]
-    xs = xs + [100.0, 250.5, 1000.0, 1e4, 5e5, 1e10, 1e100, 1e300]
+    xs += [100.0, 250.5, 1000.0, 1e4, 5e5, 1e10, 1e100, 1e300]
     rows = db.execute(
         "select regate_internal._log_gamma(x) from unnest(%s::float8[]) as x",
         (xs,),
@@ -185,7 +185,8 @@ def test_mean_interval_of_one_run_none_and_constant_runs(db: Conn) -> None:
 @pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", None])
 def test_mean_interval_with_a_non_finite_run_is_invalid(db: Conn, bad: str | None) -> None:
     row = db.execute(
-        "select n, mean, stddev, ci_low, ci_high from regate_internal._mean_interval(array[0.5, %s::float8, 0.7], 0.95)",
+        "select n, mean, stddev, ci_low, ci_high"
+        " from regate_internal._mean_interval(array[0.5, %s::float8, 0.7], 0.95)",
         (bad,),
     ).fetchone()
     assert row == (3, None, None, None, None)
