@@ -1,6 +1,7 @@
 -- 0005_references: baselines whose reference is resolved when a job is validated (docs/sql-reference.md,
 -- regate.model_baselines): the final value of the model's champion in an environment, or the median of its last
--- accepted runs. A fixed baseline (the default) is unchanged.
+-- accepted runs. A fixed baseline (the default) is unchanged. `confidence`: the level of the interval of the mean
+-- when a check gets repeated runs.
 -- * regate_internal.accepted_runs: the completed jobs whose verdict was accepted (passed, warning, or overridden),
 --   per model, maintained by the gate: what a rolling reference reads, whoever owns the jobs (row-level security
 --   hides other owners' jobs from the code that validates).
@@ -10,7 +11,11 @@ add column reference text not null default 'fixed',
 add column environment text,
 add column window_size bigint,
 add column min_runs bigint,
-add column on_missing_reference text not null default 'warn';
+add column on_missing_reference text not null default 'warn',
+add column confidence double precision not null default 0.95;
+
+-- inconclusiveFails: an inconclusive check over repeated runs counts as a failure of its severity (NULL: inherit).
+alter table regate.gate_policies add column inconclusive_fails boolean;
 
 create table regate_internal.accepted_runs (
     job_id uuid primary key,

@@ -728,15 +728,7 @@ def overrides_cmd(opts: Options, job_id: str | None) -> None:
 # --- policies -------------------------------------------------------------------------------------------------
 
 POLICY_COLUMNS = ("model_name", *release.POLICY_SETTINGS, "version", "updated_by", "updated_at")
-INHERITABLE = (
-    "enable_gates",
-    "block_on_critical_failures",
-    "require_baselines",
-    "fail_open",
-    "metrics_to_validate",
-    "enforce",
-    "override_requires_second_admin",
-)
+INHERITABLE = release.POLICY_SETTINGS  # every setting of a policy may inherit
 
 
 @click.group("policy", short_help="Set and show the admins' gate policies, per model and default.")
@@ -776,6 +768,12 @@ def _model_or_default(model: str | None, default: bool) -> str | None:
     help="Four-eyes rule: an override is in effect only once a second admin confirms it.",
 )
 @click.option(
+    "--inconclusive-fails/--inconclusive-warns",
+    "inconclusive_fails",
+    default=None,
+    help="inconclusiveFails: does an inconclusive check over repeated runs fail (or only warn)?",
+)
+@click.option(
     "--inherit",
     "inherit",
     multiple=True,
@@ -796,6 +794,7 @@ def policy_set(
     metrics: str | None,
     enforce: bool | None,
     second_admin: bool | None,
+    inconclusive_fails: bool | None,
     inherit: tuple[str, ...],
 ) -> None:
     """Change the gate policy of MODEL (or --default); settings not given stay as they are (admins only).
@@ -819,6 +818,7 @@ def policy_set(
             metrics_to_validate=metric_list,
             enforce=enforce,
             override_requires_second_admin=second_admin,
+            inconclusive_fails=inconclusive_fails,
         )
     if opts.json:
         emit_json(row)

@@ -664,6 +664,7 @@ POLICY_SETTINGS = (
     "metrics_to_validate",
     "enforce",
     "override_requires_second_admin",
+    "inconclusive_fails",
 )
 
 

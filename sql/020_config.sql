@@ -22,7 +22,8 @@ parallel safe
 security invoker
 as $$
     select '{"enableRegressionGates": true, "blockOnCriticalFailures": false,
-             "regressionGateConfig": {"requireBaselines": false, "metricsToValidate": null, "failOpen": true}}'::jsonb
+             "regressionGateConfig": {"requireBaselines": false, "metricsToValidate": null, "failOpen": true,
+                                      "inconclusiveFails": false}}'::jsonb
 $$;
 
 -- regate_internal._near_miss(a, b): whether a and b differ only in case, or by one letter missing, extra,
@@ -168,7 +169,7 @@ begin
             errcode = 'RG005',
             message = v_problem,
             hint = 'Gate keys: enableRegressionGates, blockOnCriticalFailures (booleans); regressionGateConfig: '
-            || '{requireBaselines, failOpen (booleans), metricsToValidate (array of names)}.';
+            || '{requireBaselines, failOpen, inconclusiveFails (booleans), metricsToValidate (array of names)}.';
     end if;
 end;
 $$;
@@ -200,6 +201,7 @@ declare
     v_block boolean;
     v_require boolean;
     v_fail_open boolean;
+    v_inconclusive boolean;
     v_metrics text [];
     v_job_metrics text [];
 begin
@@ -217,6 +219,7 @@ begin
     -- Under an enforcing policy a validation error blocks unless the policy says otherwise.
     v_fail_open := coalesce(v_model.fail_open, v_default.fail_open, not v_enforce);
     v_metrics := coalesce(v_model.metrics_to_validate, v_default.metrics_to_validate);
+    v_inconclusive := coalesce(v_model.inconclusive_fails, v_default.inconclusive_fails, false);
     if jsonb_typeof(v_gc -> 'metricsToValidate') = 'array' then
         v_job_metrics := array(select jsonb_array_elements_text(v_gc -> 'metricsToValidate'));
     end if;
@@ -226,6 +229,7 @@ begin
         v_block := coalesce((v_job ->> 'blockOnCriticalFailures')::boolean, v_block);
         v_require := coalesce((v_gc ->> 'requireBaselines')::boolean, v_require);
         v_fail_open := coalesce((v_gc ->> 'failOpen')::boolean, v_fail_open);
+        v_inconclusive := coalesce((v_gc ->> 'inconclusiveFails')::boolean, v_inconclusive);
         v_metrics := coalesce(v_job_metrics, v_metrics);
     else
         -- The job may only tighten: each key is taken when it tightens, listed in `ignored` when it loosens.
@@ -251,6 +255,11 @@ begin
         elsif (v_gc ->> 'failOpen')::boolean and not v_fail_open then
             ignored := ignored || 'regressionGateConfig.failOpen'::text;
         end if;
+        if (v_gc ->> 'inconclusiveFails')::boolean then
+            v_inconclusive := true;
+        elsif (v_gc ->> 'inconclusiveFails')::boolean = false and v_inconclusive then
+            ignored := ignored || 'regressionGateConfig.inconclusiveFails'::text;
+        end if;
         if v_job_metrics is not null then
             if v_metrics is null then
                 ignored := ignored || 'regressionGateConfig.metricsToValidate'::text;  -- all metrics already
@@ -265,7 +274,8 @@ begin
         'regressionGateConfig', jsonb_build_object(
             'requireBaselines', v_require,
             'metricsToValidate', coalesce(to_jsonb(v_metrics), 'null'::jsonb),
-            'failOpen', v_fail_open
+            'failOpen', v_fail_open,
+            'inconclusiveFails', v_inconclusive
         )
     );
 end;
@@ -285,10 +295,12 @@ as $$
 $$;
 
 -- regate.set_policy(model_name, enable_gates, block_on_critical_failures, require_baselines, fail_open,
--- metrics_to_validate, enforce, reset, override_requires_second_admin) returns regate.gate_policies: admins only.
+-- metrics_to_validate, enforce, reset, override_requires_second_admin, inconclusive_fails) returns
+-- regate.gate_policies: admins only.
 -- Creates or changes the policy of a model (model_name NULL: the default policy). A NULL argument leaves that
 -- column as it is; `reset` names columns to set back to NULL (inherit). override_requires_second_admin: an
--- override of a verdict of the model takes effect only once a second admin confirms it (the four-eyes rule).
+-- override of a verdict of the model takes effect only once a second admin confirms it (the four-eyes rule);
+-- inconclusive_fails: an inconclusive check over repeated runs counts as a failure instead of a warning.
 -- Every change is a row of regate.gate_policy_history.
 create or replace function regate.set_policy(
     model_name text,
@@ -299,7 +311,8 @@ create or replace function regate.set_policy(
     metrics_to_validate text[] default null,
     enforce boolean default null,
     reset text[] default null,
-    override_requires_second_admin boolean default null
+    override_requires_second_admin boolean default null,
+    inconclusive_fails boolean default null
 )
 returns regate.gate_policies
 language plpgsql
@@ -312,7 +325,7 @@ declare
     v_bad text;
     v_columns constant text [] := array[
         'enable_gates', 'block_on_critical_failures', 'require_baselines', 'fail_open', 'metrics_to_validate',
-        'enforce', 'override_requires_second_admin'
+        'enforce', 'override_requires_second_admin', 'inconclusive_fails'
     ];
 begin
     perform regate_internal._require_admin('set a gate policy');
@@ -360,6 +373,10 @@ begin
         metrics_to_validate = case
             when 'metrics_to_validate' = any(set_policy.reset) then null
             else coalesce(set_policy.metrics_to_validate, p.metrics_to_validate)
+        end,
+        inconclusive_fails = case
+            when 'inconclusive_fails' = any(set_policy.reset) then null
+            else coalesce(set_policy.inconclusive_fails, p.inconclusive_fails)
         end,
         override_requires_second_admin = case
             when 'override_requires_second_admin' = any(set_policy.reset) then null

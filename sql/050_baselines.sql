@@ -33,6 +33,8 @@ begin
         v_problem := format('severity must be ''critical'' or ''warning'', got %L', new.severity);
     elsif num_nulls(new.threshold, new.min_absolute_change, new.min_relative_change) = 3 then
         v_problem := 'at least one of threshold, min_absolute_change, min_relative_change must be set';
+    elsif new.confidence is null or not (new.confidence > 0 and new.confidence < 1) then
+        v_problem := format('confidence must be between 0 and 1 (exclusive), e.g. 0.95, got %s', new.confidence);
     elsif new.reference is null or new.reference not in ('fixed', 'champion', 'rolling') then
         v_problem := format('reference must be ''fixed'', ''champion'' or ''rolling'', got %L', new.reference);
     elsif new.on_missing_reference is null or new.on_missing_reference not in ('pass', 'warn', 'fail') then
@@ -194,7 +196,7 @@ begin
     insert into regate.model_baselines (
         model_name, model_version, metric_name, baseline_value, greater_is_better, threshold,
         min_absolute_change, min_relative_change, severity, description, source_job_id, reference, environment,
-        window_size, min_runs, on_missing_reference
+        window_size, min_runs, on_missing_reference, confidence
     )
     values (
         p_model_name, p_model_version, p_metric_name, p_baseline_value,
@@ -202,7 +204,8 @@ begin
         p_min_absolute_change, p_min_relative_change, p_severity, p_description, p_source_job_id,
         coalesce(p_reference ->> 'reference', 'fixed'), p_reference ->> 'environment',
         (p_reference ->> 'window_size')::bigint, (p_reference ->> 'min_runs')::bigint,
-        coalesce(p_reference ->> 'on_missing_reference', 'warn')
+        coalesce(p_reference ->> 'on_missing_reference', 'warn'),
+        coalesce((p_reference ->> 'confidence')::double precision, 0.95)
     )
     returning * into v_row;
     return v_row;
@@ -214,7 +217,8 @@ $$;
 -- may be omitted for names ending in loss, perplexity, wer or cer (lower is better); otherwise RG007.
 -- reference: 'fixed' (baseline_value), 'champion' (the final value of the metric of the model's current champion in
 -- `environment`) or 'rolling' (the median over the model's last `window_size` accepted runs, at least `min_runs`);
--- on_missing_reference ('pass', 'warn' or 'fail') says what a check whose reference cannot be resolved counts as.
+-- on_missing_reference ('pass', 'warn' or 'fail') says what a check whose reference cannot be resolved counts as;
+-- confidence is the level of the interval of the mean when the check gets repeated runs (default 0.95).
 -- Raises RG004 when the baseline breaks a rule, 42501 unless the session is a regate admin.
 create or replace function regate.create_baseline(
     model_name text,
@@ -231,7 +235,8 @@ create or replace function regate.create_baseline(
     environment text default null,
     window_size integer default null,
     min_runs integer default null,
-    on_missing_reference text default 'warn'
+    on_missing_reference text default 'warn',
+    confidence double precision default 0.95
 )
 returns regate.model_baselines
 language plpgsql
@@ -248,7 +253,7 @@ begin
         jsonb_build_object(
             'reference', create_baseline.reference, 'environment', create_baseline.environment,
             'window_size', create_baseline.window_size, 'min_runs', create_baseline.min_runs,
-            'on_missing_reference', create_baseline.on_missing_reference
+            'on_missing_reference', create_baseline.on_missing_reference, 'confidence', create_baseline.confidence
         )
     );
 end;

@@ -288,11 +288,56 @@ as $$
     ) as r
 $$;
 
+-- regate_internal._group_message(metric, outcome, interval, confidence, worse_message, better_message): the
+-- sentence of a check over repeated runs: the mean with the half-width of its interval and n, and the decision
+-- ("passes at the worse end", "significantly worse", "inconclusive") with the point check that decided it.
+create or replace function regate_internal._group_message(
+    p_metric text,
+    p_outcome text,
+    p_n integer,
+    p_mean double precision,
+    p_ci_low double precision,
+    p_ci_high double precision,
+    p_confidence double precision,
+    p_worse_message text,
+    p_better_message text
+)
+returns text
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select case p_outcome
+        when 'invalid' then format('%s has a value that is not a finite number among its %s runs', p_metric, p_n)
+        when 'passed' then format(
+            '%s passes at the worse end of its %s interval: %s', h.head, regate_internal._pct(p_confidence),
+            p_worse_message
+        )
+        when 'failed' then format(
+            '%s is significantly worse: even the better end of its %s interval fails: %s', h.head,
+            regate_internal._pct(p_confidence), p_better_message
+        )
+        else format(
+            '%s is inconclusive: the worse end of its %s interval fails (%s), the better end passes', h.head,
+            regate_internal._pct(p_confidence), p_worse_message
+        )
+    end
+    from (
+        select format(
+            '%s %s ± %s (n=%s)', p_metric, regate_internal._fmt(p_mean),
+            regate_internal._fmt((p_ci_high - p_ci_low) / 2), p_n
+        ) as head
+    ) as h
+$$;
+
 -- regate_internal._checks(model, version, metrics_to_validate, metrics, steps, job_id): the checks of every
 -- applicable baseline against final metrics (name -> value) and their steps (name -> step), in (metric,
 -- severity) order: one query, one snapshot, the check functions inlined into it. A champion or rolling baseline's
--- reference is resolved for the job (regate_internal._reference); unresolved, the check is no_reference.
--- `effect` is what the check counts as: pass, warn or fail.
+-- reference is resolved for the job (regate_internal._reference); unresolved, the check is no_reference. A value
+-- that is an array of two or more numbers is repeated runs: the check decides on the interval of their mean at
+-- the baseline's confidence (passed when the criteria hold at its worse end, failed when they fail even at its
+-- better end, else inconclusive). `effect` is what the check counts as: pass, warn, fail or inconclusive.
 create or replace function regate_internal._checks(
     p_model_name text, p_model_version text, p_only text[], p_metrics jsonb, p_steps jsonb, p_job_id uuid
 )
@@ -302,24 +347,61 @@ stable
 security invoker
 as $$
     select
-        case when b.reference = 'fixed' then c.check_json else
-            c.check_json || jsonb_build_object(
-                'reference', r.ref - 'resolved',
-                'outcome', o.outcome,
-                'message', regate_internal._reference_message(
-                    c.check_json ->> 'message', r.ref, b.metric_name, b.on_missing_reference
-                )
-            )
+        case when b.reference = 'fixed' and g.n is null then c.check_json else
+            c.check_json || jsonb_build_object('outcome', o.outcome)
+            || case when g.n is null then '{}'::jsonb else jsonb_build_object(
+                'observed', regate_internal._float8_jsonb(g.mean),
+                'n', g.n,
+                'mean', regate_internal._float8_jsonb(g.mean),
+                'stddev', regate_internal._float8_jsonb(g.stddev),
+                'ci_low', regate_internal._float8_jsonb(g.ci_low),
+                'ci_high', regate_internal._float8_jsonb(g.ci_high),
+                'confidence', b.confidence,
+                'failed_criteria', to_jsonb(case o.outcome when 'failed' then eb.failed_criteria
+                    when 'inconclusive' then ew.failed_criteria else '{}'::text[] end)
+            ) end
+            || case when b.reference = 'fixed' then '{}'::jsonb else jsonb_build_object('reference', r.ref - 'resolved') end
+            || jsonb_build_object('message', regate_internal._reference_message(
+                case when g.n is null or o.outcome = 'no_reference' then c.check_json ->> 'message'
+                else regate_internal._group_message(
+                    b.metric_name, o.outcome, g.n, g.mean, g.ci_low, g.ci_high, b.confidence,
+                    regate_internal._check_message(
+                        b.metric_name, ew.outcome, ew.failed_criteria, ends.worse, ref.value, b.greater_is_better,
+                        b.threshold, b.min_absolute_change, b.min_relative_change, ew.relative_change
+                    ),
+                    regate_internal._check_message(
+                        b.metric_name, eb.outcome, eb.failed_criteria, ends.better, ref.value, b.greater_is_better,
+                        b.threshold, b.min_absolute_change, b.min_relative_change, eb.relative_change
+                    )
+                ) end,
+                case when b.reference = 'fixed' then null else r.ref end, b.metric_name, b.on_missing_reference
+            ))
         end,
         b.metric_name,
         b.severity,
         o.outcome,
-        case o.outcome when 'passed' then 'pass' when 'no_reference' then b.on_missing_reference else 'fail' end
+        case o.outcome
+            when 'passed' then 'pass'
+            when 'no_reference' then b.on_missing_reference
+            when 'inconclusive' then 'inconclusive'
+            else 'fail'
+        end
     from regate_internal._applicable_baselines(p_model_name, p_model_version, p_only) as b
     -- offset 0 fences: each value is computed once per baseline instead of once per reference.
     cross join lateral (
         select
-            regate_internal._jsonb_float8(p_metrics -> b.metric_name) as value,
+            case
+                when jsonb_typeof(p_metrics -> b.metric_name) = 'array'
+                    then regate_internal._jsonb_float8(p_metrics -> b.metric_name -> 0)
+                else regate_internal._jsonb_float8(p_metrics -> b.metric_name)
+            end as value,
+            case when jsonb_typeof(p_metrics -> b.metric_name) = 'array' and jsonb_array_length(p_metrics -> b.metric_name) > 1
+                then array(
+                    select regate_internal._jsonb_float8(e.value)
+                    from jsonb_array_elements(p_metrics -> b.metric_name) with ordinality as e (value, i)
+                    order by e.i
+                )
+            end as vals,
             (p_steps ->> b.metric_name)::bigint as step
         offset 0
     ) as v
@@ -342,9 +424,41 @@ as $$
         ) as x
         offset 0
     ) as e
+    -- repeated runs only (the gating condition keeps the statistics from running for a single value)
+    left join lateral (
+        select m.n, m.mean, m.stddev, m.ci_low, m.ci_high
+        from regate_internal._mean_interval(v.vals, b.confidence) as m
+        where v.vals is not null
+        offset 0
+    ) as g on true
+    cross join lateral (
+        select
+            case when b.greater_is_better then g.ci_low else g.ci_high end as worse,
+            case when b.greater_is_better then g.ci_high else g.ci_low end as better
+    ) as ends
+    left join lateral (
+        select x.outcome, x.failed_criteria, x.relative_change
+        from regate_internal._evaluate_check(
+            ends.worse, ref.value, b.greater_is_better, b.threshold, b.min_absolute_change, b.min_relative_change
+        ) as x
+        where g.mean is not null
+        offset 0
+    ) as ew on true
+    left join lateral (
+        select x.outcome, x.failed_criteria, x.relative_change
+        from regate_internal._evaluate_check(
+            ends.better, ref.value, b.greater_is_better, b.threshold, b.min_absolute_change, b.min_relative_change
+        ) as x
+        where g.mean is not null
+        offset 0
+    ) as eb on true
     cross join lateral (
         select case
             when v.value is not null and r.ref is not null and not (r.ref ->> 'resolved')::boolean then 'no_reference'
+            when g.n is not null and g.mean is null then 'invalid'
+            when g.n is not null and ew.outcome = 'passed' then 'passed'
+            when g.n is not null and eb.outcome = 'failed' then 'failed'
+            when g.n is not null then 'inconclusive'
             else e.outcome
         end as outcome
     ) as o

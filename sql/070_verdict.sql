@@ -90,6 +90,7 @@ as $$
 declare
     v_gc jsonb := p_verdict.config -> 'regressionGateConfig';
     v_require boolean := coalesce((v_gc ->> 'requireBaselines')::boolean, false);
+    v_inconclusive_fails boolean := coalesce((v_gc ->> 'inconclusiveFails')::boolean, false);
     v_only text [];
     v_result regate.validation_results := p_verdict;
     v_checked text [];
@@ -106,8 +107,13 @@ begin
         coalesce(jsonb_agg(c.check_json), '[]'::jsonb),
         coalesce(array_agg(c.metric_name), '{}'),
         coalesce(array_agg(c.metric_name) filter (where c.severity = 'critical'), '{}'),
-        coalesce(bool_or(c.effect = 'fail' and c.severity = 'critical'), false),
-        coalesce(bool_or(c.effect = 'warn' or (c.effect = 'fail' and c.severity = 'warning')), false)
+        coalesce(bool_or(c.severity = 'critical' and (
+            c.effect = 'fail' or (c.effect = 'inconclusive' and v_inconclusive_fails)
+        )), false),
+        coalesce(bool_or(
+            c.effect = 'warn' or (c.effect = 'inconclusive' and not v_inconclusive_fails)
+            or (c.effect in ('fail', 'inconclusive') and c.severity = 'warning')
+        ), false)
     into v_result.checks, v_checked, v_critical_checked, v_critical_failed, v_warning_failed
     from regate_internal._checks(
         p_verdict.model_name, p_verdict.model_version, v_only, p_metrics, p_steps, p_verdict.job_id

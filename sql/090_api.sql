@@ -74,7 +74,8 @@ $$;
 
 -- regate.run_gate(model_name, current_metrics, model_version, block_on_failure, required_metrics, job_id)
 -- returns regate.validation_results: the explicit gate for workflow engines. Validates current_metrics
--- ({"name": number | "NaN" | "Infinity" | "-Infinity"}; RG001 otherwise) against the model's baselines;
+-- ({"name": number | "NaN" | "Infinity" | "-Infinity"}, or an array of them, one per run; RG001 otherwise)
+-- against the model's baselines (two or more runs: the interval of their mean decides);
 -- required metrics missing from current_metrics fail; source 'gate'; blocked = a critical failure and
 -- block_on_failure (an enforcing policy of the model may block anyway). The verdict belongs to job_id's owner
 -- when given (the caller's own job; RG008 otherwise), else to the caller; it never changes a job's gate columns.
@@ -104,9 +105,23 @@ begin
                 coalesce(jsonb_typeof(current_metrics), 'NULL')
             );
     end if;
+    -- a value may be an array of numbers, one per run (repeated runs: the check decides on their mean's interval)
     select p.problem into v_problem
     from jsonb_each(current_metrics) as e
-    cross join lateral (select regate_internal._metric_value_problem(e.key, e.value) as problem) as p
+    cross join lateral (
+        select case
+            when jsonb_typeof(e.value) <> 'array' then regate_internal._metric_value_problem(e.key, e.value)
+            when jsonb_array_length(e.value) = 0 then format(
+                'metric %s: an array of runs must hold at least one value', e.key
+            )
+            else (
+                select regate_internal._metric_value_problem(e.key, a.value)
+                from jsonb_array_elements(e.value) as a (value)
+                where regate_internal._metric_value_problem(e.key, a.value) is not null
+                limit 1
+            )
+        end as problem
+    ) as p
     where p.problem is not null
     limit 1;
     if v_problem is not null then

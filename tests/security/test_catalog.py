@@ -33,13 +33,13 @@ WRITER_API = READER_API | {
 }
 ADMIN_ONLY = {
     "create_baseline(text,text,double precision,boolean,double precision,double precision,double precision,text,"
-    "text,text,text,text,integer,integer,text)",
+    "text,text,text,text,integer,integer,text,double precision)",
     "create_baselines_from_job(uuid,text[],double precision,text,jsonb)",
     "deactivate_baseline(bigint)",
     "disable_gates(text)",
     "enable_gates(text)",
     "skip_gates_in_transaction(text)",
-    "set_policy(text,boolean,boolean,boolean,boolean,text[],boolean,text[],boolean)",
+    "set_policy(text,boolean,boolean,boolean,boolean,text[],boolean,text[],boolean,boolean)",
     "override_gate(uuid,text,timestamp with time zone)",
     "confirm_override(bigint)",
     "set_identity_mode(text,text[],text)",
