@@ -173,7 +173,7 @@ declare
 begin
     insert into regate.validation_results (
         job_id, model_name, model_version, status, blocked, metrics, checks, config, source, error_sqlstate,
-        error_message, duration_ms, owner_id, caused_by, end_user, policy_id, policy_version
+        error_message, duration_ms, owner_id, caused_by, end_user, policy_id, policy_version, run_group
     )
     values (
         p_result.job_id, p_result.model_name, p_result.model_version, p_result.status, p_result.blocked,
@@ -182,7 +182,7 @@ begin
         extract(epoch from clock_timestamp() - p_started) * 1000,
         coalesce(p_result.owner_id, v_identity), session_user,
         case when v_identity is distinct from session_user then v_identity end,
-        p_result.policy_id, p_result.policy_version
+        p_result.policy_id, p_result.policy_version, p_result.run_group
     )
     returning * into v_row;
     return v_row;
@@ -266,6 +266,91 @@ begin
 end;
 $$;
 
+-- regate_internal._group_metrics(job_ids): the final metrics of a group's runs, each metric as an array of the
+-- runs' values in the given order (runs that never logged it left out): what a group verdict checks.
+create or replace function regate_internal._group_metrics(p_jobs uuid[])
+returns jsonb
+language sql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select coalesce(jsonb_object_agg(x.name, x.runs), '{}'::jsonb)
+    from (
+        select m.key as name, jsonb_agg(m.value order by j.ord) as runs
+        from unnest(p_jobs) with ordinality as j (id, ord)
+        cross join lateral regate_internal._final_metrics(j.id) as f
+        cross join lateral jsonb_each(coalesce(f.metrics, '{}'::jsonb)) as m
+        group by m.key
+    ) as x
+$$;
+
+-- regate_internal._group_gate(job, config, policy_id, policy_version, explicit): the verdict of the run group of
+-- `job` (a run that is completing, or any run of it): its completed runs of the same model and owner, this one
+-- included, checked together (source 'group', job_id NULL, run_group set). Serialised per group, so that the runs
+-- completing last in concurrent transactions make exactly one verdict. Unless `explicit`, nothing happens (a
+-- verdict with NULL id is returned) while fewer runs than the group's size have completed. The runs get the
+-- verdict as their own: all of them for an admin or when the last run completes, else (a non-admin's explicit
+-- call) only those without a verdict yet.
+create or replace function regate_internal._group_gate(
+    p_job regate.local_training_jobs,
+    p_config jsonb,
+    p_policy_id bigint,
+    p_policy_version bigint,
+    p_explicit boolean
+)
+returns regate.validation_results
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_runs uuid [];
+    v_verdict regate.validation_results;
+    v_status text;
+    v_admin boolean := regate.is_admin();
+begin
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext(
+        concat_ws(chr(31), 'regate.run_group', p_job.model_name, p_job.owner_id, p_job.run_group)
+    ));
+    -- a new snapshot after the lock: runs that completed in transactions that held it are counted
+    select coalesce(array_agg(j.id order by j.completed_at, j.id), '{}') into v_runs
+    from regate.local_training_jobs as j
+    where
+        j.model_name = p_job.model_name and j.run_group = p_job.run_group and j.owner_id = p_job.owner_id
+        and j.status = 'completed' and j.id <> p_job.id;
+    if p_job.status = 'completed' then
+        v_runs := v_runs || p_job.id;
+    end if;
+    if not p_explicit and cardinality(v_runs) < p_job.run_group_size then
+        raise notice 'job %: run % of % of group % of model %: the group is validated when its last run completes',
+            p_job.id, cardinality(v_runs), p_job.run_group_size, p_job.run_group, p_job.model_name;
+        return v_verdict;
+    end if;
+    v_verdict := regate_internal._verdict(
+        null, p_job.model_name, p_job.model_version, p_config, p_policy_id, p_policy_version, 'group', p_job.owner_id
+    );
+    v_verdict.run_group := p_job.run_group;
+    v_verdict := regate_internal._gate(v_verdict, regate_internal._group_metrics(v_runs), null);
+    v_status := regate_internal._job_validation_status(v_verdict, p_config);
+    update regate.local_training_jobs as j
+    set validation_status = v_status, validation_result_id = v_verdict.id
+    where
+        j.id = any(v_runs) and (p_explicit or j.id <> p_job.id)
+        and (v_admin or not p_explicit or j.validation_status is null);
+    perform regate_internal._note_acceptance(j.id, j.model_name, j.model_version, j.completed_at,
+        v_status in ('passed', 'warning'))
+    from regate.local_training_jobs as j
+    where j.id = any(v_runs) and (p_explicit or j.id <> p_job.id) and j.validation_result_id = v_verdict.id;
+    if p_job.status = 'completed' and not p_explicit then
+        perform regate_internal._note_acceptance(
+            p_job.id, p_job.model_name, p_job.model_version, p_job.completed_at, v_status in ('passed', 'warning')
+        );
+    end if;
+    return v_verdict;
+end;
+$$;
+
 -- Trigger function (before insert or update, when a job enters completed): run the gate and put the verdict
 -- on the row, so that the completing statement's RETURNING already shows it. SECURITY DEFINER (it reads the
 -- baselines and writes verdicts), so it refuses to fire anywhere but where regate-db attached it (RG010).
@@ -297,13 +382,24 @@ begin
         perform regate_internal._note_acceptance(new.id, new.model_name, new.model_version, null, false);
         return new;
     end if;
-    v_result := regate_internal._gate(
-        regate_internal._verdict(
-            new.id, new.model_name, new.model_version, v_eff.config, v_eff.policy_id, v_eff.policy_version, 'auto',
-            new.owner_id
-        ),
-        null, null
-    );
+    if new.run_group is not null then
+        -- a run of a group: the group is validated when its last expected run completes (this one, or none yet)
+        v_result := regate_internal._group_gate(new, v_eff.config, v_eff.policy_id, v_eff.policy_version, false);
+        if v_result.id is null then
+            new.validation_status := null;
+            new.validation_result_id := null;
+            perform regate_internal._note_acceptance(new.id, new.model_name, new.model_version, null, false);
+            return new;
+        end if;
+    else
+        v_result := regate_internal._gate(
+            regate_internal._verdict(
+                new.id, new.model_name, new.model_version, v_eff.config, v_eff.policy_id, v_eff.policy_version,
+                'auto', new.owner_id
+            ),
+            null, null
+        );
+    end if;
     if v_result.status = 'no_baselines' then
         raise notice 'job %: no active baseline applies to model % (version %): nothing was checked',
             new.id, new.model_name, coalesce(new.model_version, 'any');

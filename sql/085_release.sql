@@ -95,7 +95,13 @@ begin
     end if;
     if job.validation_result_id is null then
         override_id := regate_internal._override_in_effect(job.id, null);
-        if override_id is null then
+        if override_id is null and job.run_group is not null then
+            refusal := format(
+                'job %s is a run of group %s (%s runs expected), which has no verdict yet: it is validated when its '
+                'last run completes, or now with regate.validate_run_group(''%s''); or ' || v_how,
+                job.id, job.run_group, job.run_group_size, job.run_group, job.id
+            );
+        elsif override_id is null then
             refusal := format(
                 'job %s has no verdict (completed while regate-db did not run): validate it with '
                 'regate.validate_training_results(''%s''), or ' || v_how, job.id, job.id, job.id

@@ -185,3 +185,48 @@ begin
     return v_sql;
 end;
 $$;
+
+-- regate.validate_run_group(run_group text, model_name text default null) returns regate.validation_results:
+-- validate the completed runs of a run group of the caller's (an admin's: anyone's) now, however many there are
+-- (a group whose last run will never come): one verdict over the interval of their mean (source 'group'). The
+-- runs get it as their own when they have no verdict yet (an admin's call: all of them). Raises RG008 when no
+-- completed run of that group is visible, 22023 when the group has runs of several models and model_name is NULL.
+create or replace function regate.validate_run_group(run_group text, model_name text default null)
+returns regate.validation_results
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_job regate.local_training_jobs;
+    v_models text [];
+    v_eff record;
+begin
+    select array_agg(distinct j.model_name) into v_models
+    from regate.local_training_jobs as j
+    where
+        j.run_group = validate_run_group.run_group and j.status = 'completed'
+        and (validate_run_group.model_name is null or j.model_name = validate_run_group.model_name)
+        and regate_internal._may_see(j.owner_id);
+    if v_models is null then
+        raise exception using errcode = 'RG008', message = format(
+            'no completed run of group %s%s', validate_run_group.run_group,
+            coalesce(' of model ' || validate_run_group.model_name, '')
+        );
+    elsif cardinality(v_models) > 1 then
+        raise exception using errcode = '22023', message = format(
+            'validate_run_group: group %s has runs of the models %s: name one (model_name)',
+            validate_run_group.run_group, array_to_string(v_models, ', ')
+        );
+    end if;
+    select j.* into v_job
+    from regate.local_training_jobs as j
+    where
+        j.run_group = validate_run_group.run_group and j.model_name = v_models[1] and j.status = 'completed'
+        and regate_internal._may_see(j.owner_id)
+    order by j.completed_at desc, j.id
+    limit 1;
+    v_eff := regate_internal._effective(v_job.config, v_job.model_name);
+    return regate_internal._group_gate(v_job, v_eff.config, v_eff.policy_id, v_eff.policy_version, true);
+end;
+$$;

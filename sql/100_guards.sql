@@ -54,6 +54,8 @@ begin
         v_what := 'changing its model_name or model_version';
     elsif new.config is distinct from old.config then
         v_what := 'changing its config';
+    elsif new.run_group is distinct from old.run_group or new.run_group_size is distinct from old.run_group_size then
+        v_what := 'changing its run group';
     end if;
     if v_what is not null and not regate.is_admin() then
         raise exception using

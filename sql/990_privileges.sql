@@ -135,7 +135,8 @@ declare
         'grant insert on regate.local_training_metrics to %I',
         'grant insert (job_id, environment, notes) on regate.deployments to %I',
         'grant execute on function regate.validate_training_results(uuid, text, text), '
-        || 'regate.run_gate(text, jsonb, text, boolean, text [], uuid), regate.deploy(uuid, text, text) to %I'
+        || 'regate.run_gate(text, jsonb, text, boolean, text [], uuid), regate.deploy(uuid, text, text), '
+        || 'regate.validate_run_group(text, text) to %I'
     ];
     v_admin constant text [] := array[
         'grant select on regate.gate_policy_history, regate.gate_switch_events to %I',

@@ -158,3 +158,108 @@ def test_simulation_false_alarms_and_power(db: Conn, record_property: Any) -> No
         record_property(name, value)
     assert figures["power 2 sd n=10"] > 0.95 and figures["power 1 sd n=10"] > figures["power 1 sd n=3"]
     print("\n".join(f"{k}: {v:.3f}" for k, v in figures.items()))
+
+
+# --- run groups of jobs ------------------------------------------------------------------------------------------
+
+
+def group_runs(
+    db: Conn, group: str, values: list[float], size: int, config: str = '{"blockOnCriticalFailures": true}'
+) -> list[str]:
+    ids = []
+    for value in values:
+        row = db.execute(
+            "insert into regate.local_training_jobs (model_name, run_group, run_group_size, config)"
+            " values (%s, %s, %s, %s::jsonb) returning id",
+            (MODEL, group, size, config),
+        ).fetchone()
+        assert row is not None
+        db.execute(
+            "insert into regate.local_training_metrics (job_id, step, metrics) values (%s, 1, %s::jsonb)",
+            (row[0], json.dumps({"accuracy": value})),
+        )
+        ids.append(str(row[0]))
+    return ids
+
+
+def states(db: Conn, ids: list[str]) -> list[tuple[Any, Any]]:
+    return [
+        db.execute(
+            "select validation_status, validation_result_id from regate.local_training_jobs where id = %s", (i,)
+        ).fetchone()
+        for i in ids
+    ]  # type: ignore[misc]
+
+
+def test_a_run_group_gets_one_verdict_when_its_last_run_completes(gated: Conn) -> None:
+    db = gated
+    runs = group_runs(db, "seeds-a", [0.871, 0.868, 0.874, 0.870, 0.872], size=5)
+    notices: list[str] = []
+    db.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    for i, job in enumerate(runs[:4]):
+        db.execute("update regate.local_training_jobs set status = 'completed' where id = %s", (job,))
+        assert states(db, [job]) == [(None, None)]
+        assert f"run {i + 1} of 5 of group seeds-a" in notices[-1]
+    err = refused(db, "RG012", "select regate.deploy(%s, 'production')", (runs[0],))
+    assert "is a run of group seeds-a (5 runs expected), which has no verdict yet" in str(err)
+    db.execute("update regate.local_training_jobs set status = 'completed' where id = %s", (runs[4],))
+    got = states(db, runs)
+    assert {s for s, _ in got} == {"blocked"} and len({r for _, r in got}) == 1
+    row = db.execute(
+        "select job_id, run_group, source, metrics, checks -> 0 ->> 'outcome', checks -> 0 -> 'n'"
+        " from regate.validation_results where id = %s",
+        (got[0][1],),
+    ).fetchone()
+    assert row == (None, "seeds-a", "group", {"accuracy": [0.871, 0.868, 0.874, 0.870, 0.872]}, "failed", 5)
+    # a group that passes: its runs are accepted runs (a rolling reference may use them) and may deploy
+    good = group_runs(db, "seeds-b", [0.90, 0.905, 0.91], size=3)
+    db.execute("update regate.local_training_jobs set status = 'completed' where id = any(%s::uuid[])", (good,))
+    assert {s for s, _ in states(db, good)} == {"passed"}
+    db.execute("select regate.deploy(%s, 'production')", (good[0],))
+    accepted = db.execute(
+        "select count(*) from regate_internal.accepted_runs where job_id = any(%s::uuid[])", (good,)
+    ).fetchone()
+    assert accepted == (3,)
+
+
+def test_concurrent_last_runs_make_exactly_one_group_verdict(gated: Conn, db_dsn: str) -> None:
+    import threading
+
+    runs = group_runs(gated, "seeds-c", [0.90, 0.905, 0.91, 0.895], size=4)
+    gated.execute("update regate.local_training_jobs set status = 'completed' where id = any(%s::uuid[])", (runs[:2],))
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def complete(job: str) -> None:
+        try:
+            with psycopg.connect(db_dsn) as conn:
+                conn.execute("select 1")
+                barrier.wait()
+                conn.execute("update regate.local_training_jobs set status = 'completed' where id = %s", (job,))
+                conn.commit()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=complete, args=(job,)) for job in runs[2:]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    verdicts = gated.execute(
+        "select count(*) from regate.validation_results where run_group = 'seeds-c' and source = 'group'"
+    ).fetchone()
+    assert verdicts == (1,)
+    assert {s for s, _ in states(gated, runs)} == {"passed"}
+
+
+def test_validate_run_group_judges_the_runs_there_are(gated: Conn) -> None:
+    db = gated
+    runs = group_runs(db, "seeds-d", [0.90, 0.91, 0.905], size=5)
+    db.execute("update regate.local_training_jobs set status = 'completed' where id = any(%s::uuid[])", (runs,))
+    assert {s for s, _ in states(db, runs)} == {None}
+    cur = db.cursor(row_factory=psycopg.rows.dict_row)
+    verdict = cur.execute("select * from regate.validate_run_group('seeds-d')").fetchone()
+    assert verdict is not None and verdict["status"] == "passed" and verdict["checks"][0]["n"] == 3
+    assert {r for _, r in states(db, runs)} == {verdict["id"]}
+    refused(db, "RG008", "select regate.validate_run_group('no-such-group')")

@@ -30,6 +30,7 @@ WRITER_API = READER_API | {
     "validate_training_results(uuid,text,text)",
     "run_gate(text,jsonb,text,boolean,text[],uuid)",
     "deploy(uuid,text,text)",
+    "validate_run_group(text,text)",
 }
 ADMIN_ONLY = {
     "create_baseline(text,text,double precision,boolean,double precision,double precision,double precision,text,"
