@@ -183,12 +183,12 @@ def group_runs(
 
 
 def states(db: Conn, ids: list[str]) -> list[tuple[Any, Any]]:
-    return [
-        db.execute(
-            "select validation_status, validation_result_id from regate.local_training_jobs where id = %s", (i,)
-        ).fetchone()
-        for i in ids
-    ]  # type: ignore[misc]
+    rows = db.execute(
+        "select validation_status, validation_result_id from regate.local_training_jobs j"
+        " join unnest(%s::uuid[]) with ordinality as x (id, i) on x.id = j.id order by x.i",
+        (ids,),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
 
 
 def test_a_run_group_gets_one_verdict_when_its_last_run_completes(gated: Conn) -> None:
