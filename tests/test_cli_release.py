@@ -282,7 +282,12 @@ def test_policy_set_show_history(rg: Cli) -> None:
     assert view["effective_config"] == {
         "enableRegressionGates": False,
         "blockOnCriticalFailures": True,
-        "regressionGateConfig": {"requireBaselines": False, "metricsToValidate": None, "failOpen": False},
+        "regressionGateConfig": {
+            "requireBaselines": False,
+            "metricsToValidate": None,
+            "failOpen": False,
+            "inconclusiveFails": False,
+        },
     }
     shown = ok(rg("policy", "show", "bert")).stdout
     assert "policies:" in shown and "(default)" in shown and '"blockOnCriticalFailures": true' in shown
