@@ -33,6 +33,16 @@ begin
         v_problem := format('severity must be ''critical'' or ''warning'', got %L', new.severity);
     elsif num_nulls(new.threshold, new.min_absolute_change, new.min_relative_change) = 3 then
         v_problem := 'at least one of threshold, min_absolute_change, min_relative_change must be set';
+    elsif new.metric_name like '%/*' and length(new.metric_name) < 3 then
+        v_problem := format('metric_name %L: a family needs a name before /* (e.g. accuracy/*)', new.metric_name);
+    elsif (new.min_support is null) <> (new.support_metric is null) then
+        v_problem := 'min_support and support_metric go together (e.g. min_support => 100, support_metric => ''n/*'')';
+    elsif new.support_metric is not null and new.metric_name not like '%/*' then
+        v_problem := 'min_support is only for a metric family (a metric_name ending in /*)';
+    elsif new.support_metric is not null and (new.support_metric not like '%/*' or length(new.support_metric) < 3) then
+        v_problem := format('support_metric must be a family of counts ending in /* (e.g. n/*), got %L', new.support_metric);
+    elsif new.min_support < 0 or new.min_support = 'NaN'::float8 or new.min_support = 'Infinity'::float8 then
+        v_problem := format('min_support must be a finite number >= 0, got %s', new.min_support);
     elsif new.confidence is null or not (new.confidence > 0 and new.confidence < 1) then
         v_problem := format('confidence must be between 0 and 1 (exclusive), e.g. 0.95, got %s', new.confidence);
     elsif new.reference is null or new.reference not in ('fixed', 'champion', 'rolling') then
@@ -196,7 +206,7 @@ begin
     insert into regate.model_baselines (
         model_name, model_version, metric_name, baseline_value, greater_is_better, threshold,
         min_absolute_change, min_relative_change, severity, description, source_job_id, reference, environment,
-        window_size, min_runs, on_missing_reference, confidence
+        window_size, min_runs, on_missing_reference, confidence, min_support, support_metric
     )
     values (
         p_model_name, p_model_version, p_metric_name, p_baseline_value,
@@ -205,7 +215,8 @@ begin
         coalesce(p_reference ->> 'reference', 'fixed'), p_reference ->> 'environment',
         (p_reference ->> 'window_size')::bigint, (p_reference ->> 'min_runs')::bigint,
         coalesce(p_reference ->> 'on_missing_reference', 'warn'),
-        coalesce((p_reference ->> 'confidence')::double precision, 0.95)
+        coalesce((p_reference ->> 'confidence')::double precision, 0.95),
+        (p_reference ->> 'min_support')::double precision, p_reference ->> 'support_metric'
     )
     returning * into v_row;
     return v_row;
@@ -218,7 +229,9 @@ $$;
 -- reference: 'fixed' (baseline_value), 'champion' (the final value of the metric of the model's current champion in
 -- `environment`) or 'rolling' (the median over the model's last `window_size` accepted runs, at least `min_runs`);
 -- on_missing_reference ('pass', 'warn' or 'fail') says what a check whose reference cannot be resolved counts as;
--- confidence is the level of the interval of the mean when the check gets repeated runs (default 0.95).
+-- confidence is the level of the interval of the mean when the check gets repeated runs (default 0.95). A
+-- metric_name ending in /* is a family: each member the job logged is its own check; with min_support and
+-- support_metric (a family of counts, e.g. n/*), members whose count is below min_support are skipped.
 -- Raises RG004 when the baseline breaks a rule, 42501 unless the session is a regate admin.
 create or replace function regate.create_baseline(
     model_name text,
@@ -236,7 +249,9 @@ create or replace function regate.create_baseline(
     window_size integer default null,
     min_runs integer default null,
     on_missing_reference text default 'warn',
-    confidence double precision default 0.95
+    confidence double precision default 0.95,
+    min_support double precision default null,
+    support_metric text default null
 )
 returns regate.model_baselines
 language plpgsql
@@ -253,7 +268,8 @@ begin
         jsonb_build_object(
             'reference', create_baseline.reference, 'environment', create_baseline.environment,
             'window_size', create_baseline.window_size, 'min_runs', create_baseline.min_runs,
-            'on_missing_reference', create_baseline.on_missing_reference, 'confidence', create_baseline.confidence
+            'on_missing_reference', create_baseline.on_missing_reference, 'confidence', create_baseline.confidence,
+            'min_support', create_baseline.min_support, 'support_metric', create_baseline.support_metric
         )
     );
 end;

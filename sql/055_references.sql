@@ -23,10 +23,10 @@ as $$
     limit 1
 $$;
 
--- regate_internal._reference(baseline, job_id): the reference of a champion or rolling baseline for the job under
--- validation, as jsonb: kind, resolved (boolean), value (when resolved), and where it came from (the champion's
+-- regate_internal._reference(baseline, job_id, metric): the reference of a champion or rolling baseline for the
+-- job under validation and one metric (the baseline's, or a member of its family), as jsonb: kind, resolved (boolean), value (when resolved), and where it came from (the champion's
 -- job_id and environment; the rolling window's runs and job ids), or the reason it could not be resolved.
-create or replace function regate_internal._reference(p_baseline regate.model_baselines, p_job_id uuid)
+create or replace function regate_internal._reference(p_baseline regate.model_baselines, p_job_id uuid, p_metric text)
 returns jsonb
 language plpgsql
 stable
@@ -51,13 +51,13 @@ begin
                 'reason', format('%s has no champion in %s yet', p_baseline.model_name, p_baseline.environment)
             );
         end if;
-        v_value := regate_internal._final_value(v_job, p_baseline.metric_name);
+        v_value := regate_internal._final_value(v_job, p_metric);
         if v_value is null or v_value = 'NaN'::float8 or abs(v_value) = 'Infinity'::float8 then
             return jsonb_build_object(
                 'kind', 'champion', 'environment', p_baseline.environment, 'job_id', v_job, 'resolved', false,
                 'reason', format(
                     'the champion in %s (job %s) has %s %s', p_baseline.environment, v_job,
-                    case when v_value is null then 'no' else 'a non-finite' end, p_baseline.metric_name
+                    case when v_value is null then 'no' else 'a non-finite' end, p_metric
                 )
             );
         end if;
@@ -71,7 +71,7 @@ begin
         coalesce(array_agg(w.value order by w.completed_at desc, w.job_id), '{}')
     into v_jobs, v_values
     from (
-        select a.job_id, a.completed_at, regate_internal._final_value(a.job_id, p_baseline.metric_name) as value
+        select a.job_id, a.completed_at, regate_internal._final_value(a.job_id, p_metric) as value
         from regate_internal.accepted_runs as a
         where
             a.model_name = p_baseline.model_name
@@ -87,7 +87,7 @@ begin
             'runs', cardinality(v_values), 'job_ids', to_jsonb(v_jobs), 'resolved', false,
             'reason', format(
                 'the rolling median needs %s accepted run(s) of %s with a finite %s, found %s',
-                p_baseline.min_runs, p_baseline.model_name, p_baseline.metric_name, cardinality(v_values)
+                p_baseline.min_runs, p_baseline.model_name, p_metric, cardinality(v_values)
             )
         );
     end if;
@@ -122,4 +122,76 @@ begin
         delete from regate_internal.accepted_runs as a where a.job_id = p_job_id;
     end if;
 end;
+$$;
+
+-- regate_internal._family_members(baseline, metrics, job_id): the metrics a check of the baseline covers: its own
+-- metric_name, or for a family (a name ending in /*) every member: each metric of `metrics` (the candidate's) with
+-- the family's prefix, and for a champion reference each member the champion has (missing in the candidate: a
+-- `missing` check). The support family's members are never members of the checked family.
+create or replace function regate_internal._family_members(
+    p_baseline regate.model_baselines, p_metrics jsonb, p_job_id uuid
+)
+returns setof text
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_prefix text;
+    v_champion uuid;
+begin
+    if right(p_baseline.metric_name, 2) <> '/*' then
+        return next p_baseline.metric_name;
+        return;
+    end if;
+    v_prefix := left(p_baseline.metric_name, -1);
+    if p_baseline.reference = 'champion' then
+        select d.job_id into v_champion
+        from regate.deployments as d
+        where d.model_name = p_baseline.model_name and d.environment = p_baseline.environment
+        order by d.id desc
+        limit 1;
+    end if;
+    return query
+    select k.name
+    from (
+        select m.key as name from jsonb_object_keys(coalesce(p_metrics, '{}'::jsonb)) as m (key)
+        union
+        select c.metric_name
+        from regate_internal._metric_candidates as c
+        where v_champion is not null and c.job_id = v_champion and left(c.metric_name, length(v_prefix)) = v_prefix
+    ) as k
+    where left(k.name, length(v_prefix)) = v_prefix and length(k.name) > length(v_prefix)
+    order by k.name;
+    if not found then
+        return next p_baseline.metric_name;  -- no member logged: the family itself is missing
+    end if;
+end;
+$$;
+
+-- regate_internal._support(baseline, metric, metrics): for a member of a family baseline with min_support, the
+-- member's support count from the candidate's sibling count metric (support_metric's prefix + the member's slice;
+-- the smallest over repeated runs), as jsonb {"metric", "value"} (value NULL when not logged); NULL otherwise.
+create or replace function regate_internal._support(p_baseline regate.model_baselines, p_metric text, p_metrics jsonb)
+returns jsonb
+language sql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select case when p_baseline.support_metric is not null then
+        jsonb_build_object('metric', s.name, 'value', (
+            select min(regate_internal._jsonb_float8(v.value))
+            from jsonb_array_elements(
+                case jsonb_typeof(p_metrics -> s.name) when 'array' then p_metrics -> s.name
+                else jsonb_build_array(p_metrics -> s.name) end
+            ) as v (value)
+            where jsonb_typeof(v.value) in ('number', 'string')
+        ))
+    end
+    from (
+        select left(p_baseline.support_metric, -1)
+            || substr(p_metric, length(p_baseline.metric_name)) as name
+    ) as s
 $$;

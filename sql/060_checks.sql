@@ -347,7 +347,8 @@ stable
 security invoker
 as $$
     select
-        case when b.reference = 'fixed' and g.n is null then c.check_json else
+        case when b.reference = 'fixed' and g.n is null and b.metric_name = mm.name and sup.support is null
+            then c.check_json else
             c.check_json || jsonb_build_object('outcome', o.outcome)
             || case when g.n is null then '{}'::jsonb else jsonb_build_object(
                 'observed', regate_internal._float8_jsonb(g.mean),
@@ -361,55 +362,75 @@ as $$
                     when 'inconclusive' then ew.failed_criteria else '{}'::text[] end)
             ) end
             || case when b.reference = 'fixed' then '{}'::jsonb else jsonb_build_object('reference', r.ref - 'resolved') end
+            || case when b.metric_name = mm.name then '{}'::jsonb else jsonb_build_object('family', b.metric_name) end
+            || case when sup.support is null then '{}'::jsonb else jsonb_build_object('support', sup.support) end
             || jsonb_build_object('message', regate_internal._reference_message(
-                case when g.n is null or o.outcome = 'no_reference' then c.check_json ->> 'message'
+                case
+                    when o.outcome = 'insufficient_support' then format(
+                        '%s: skipped, its support %s is %s, below min_support %s', mm.name, sup.support ->> 'metric',
+                        coalesce(sup.support ->> 'value', 'not logged'), regate_internal._fmt(b.min_support)
+                    )
+                    when g.n is null or o.outcome = 'no_reference' then c.check_json ->> 'message'
                 else regate_internal._group_message(
-                    b.metric_name, o.outcome, g.n, g.mean, g.ci_low, g.ci_high, b.confidence,
+                    mm.name, o.outcome, g.n, g.mean, g.ci_low, g.ci_high, b.confidence,
                     regate_internal._check_message(
-                        b.metric_name, ew.outcome, ew.failed_criteria, ends.worse, ref.value, b.greater_is_better,
+                        mm.name, ew.outcome, ew.failed_criteria, ends.worse, ref.value, b.greater_is_better,
                         b.threshold, b.min_absolute_change, b.min_relative_change, ew.relative_change
                     ),
                     regate_internal._check_message(
-                        b.metric_name, eb.outcome, eb.failed_criteria, ends.better, ref.value, b.greater_is_better,
+                        mm.name, eb.outcome, eb.failed_criteria, ends.better, ref.value, b.greater_is_better,
                         b.threshold, b.min_absolute_change, b.min_relative_change, eb.relative_change
                     )
                 ) end,
-                case when b.reference = 'fixed' then null else r.ref end, b.metric_name, b.on_missing_reference
+                case when b.reference = 'fixed' then null else r.ref end, mm.name, b.on_missing_reference
             ))
         end,
-        b.metric_name,
+        mm.name,
         b.severity,
         o.outcome,
         case o.outcome
             when 'passed' then 'pass'
+            when 'insufficient_support' then 'pass'
             when 'no_reference' then b.on_missing_reference
             when 'inconclusive' then 'inconclusive'
             else 'fail'
         end
     from regate_internal._applicable_baselines(p_model_name, p_model_version, p_only) as b
+    -- the metrics the baseline covers: its own, or each member of its family
+    cross join lateral (
+        select f.name from regate_internal._family_members(b, p_metrics, p_job_id) as f (name)
+        where right(b.metric_name, 2) = '/*'
+        union all
+        select b.metric_name where right(b.metric_name, 2) <> '/*'
+    ) as mm
     -- offset 0 fences: each value is computed once per baseline instead of once per reference.
     cross join lateral (
         select
             case
-                when jsonb_typeof(p_metrics -> b.metric_name) = 'array'
-                    then regate_internal._jsonb_float8(p_metrics -> b.metric_name -> 0)
-                else regate_internal._jsonb_float8(p_metrics -> b.metric_name)
+                when jsonb_typeof(p_metrics -> mm.name) = 'array'
+                    then regate_internal._jsonb_float8(p_metrics -> mm.name -> 0)
+                else regate_internal._jsonb_float8(p_metrics -> mm.name)
             end as value,
-            case when jsonb_typeof(p_metrics -> b.metric_name) = 'array' and jsonb_array_length(p_metrics -> b.metric_name) > 1
+            case when jsonb_typeof(p_metrics -> mm.name) = 'array' and jsonb_array_length(p_metrics -> mm.name) > 1
                 then array(
                     select regate_internal._jsonb_float8(e.value)
-                    from jsonb_array_elements(p_metrics -> b.metric_name) with ordinality as e (value, i)
+                    from jsonb_array_elements(p_metrics -> mm.name) with ordinality as e (value, i)
                     order by e.i
                 )
             end as vals,
-            (p_steps ->> b.metric_name)::bigint as step
+            (p_steps ->> mm.name)::bigint as step
         offset 0
     ) as v
     -- a fixed baseline resolves nothing (CASE: the function is not called)
     cross join lateral (
-        select case when b.reference <> 'fixed' then regate_internal._reference(b, p_job_id) end as ref
+        select case when b.reference <> 'fixed' then regate_internal._reference(b, p_job_id, mm.name) end as ref
         offset 0
     ) as r
+    cross join lateral (
+        select case when b.support_metric is not null then regate_internal._support(b, mm.name, p_metrics) end
+            as support
+        offset 0
+    ) as sup
     cross join lateral (
         select case
             when b.reference = 'fixed' then b.baseline_value
@@ -454,6 +475,10 @@ as $$
     ) as eb on true
     cross join lateral (
         select case
+            when
+                v.value is not null and sup.support is not null
+                and not coalesce((sup.support ->> 'value')::float8 >= b.min_support, false)
+                then 'insufficient_support'
             when v.value is not null and r.ref is not null and not (r.ref ->> 'resolved')::boolean then 'no_reference'
             when g.n is not null and g.mean is null then 'invalid'
             when g.n is not null and ew.outcome = 'passed' then 'passed'
@@ -464,13 +489,13 @@ as $$
     ) as o
     cross join lateral (
         select regate_internal._check_json(
-            b.id, b.metric_name, b.severity, b.greater_is_better, ref.value, b.threshold,
+            b.id, mm.name, b.severity, b.greater_is_better, ref.value, b.threshold,
             b.min_absolute_change, b.min_relative_change, e.outcome, e.failed_criteria, v.value, v.step,
             e.relative_change
         ) as check_json
         offset 0
     ) as c
-    order by b.metric_name, b.severity
+    order by mm.name, b.severity
 $$;
 
 -- regate_internal._unbaselined_check(metric, outcome, value, step): a critical check that no baseline stands behind:
