@@ -2,7 +2,8 @@
 -- regate.model_baselines): the final value of the model's champion in an environment, or the median of its last
 -- accepted runs. A fixed baseline (the default) is unchanged. `confidence`: the level of the interval of the mean
 -- when a check gets repeated runs. A metric_name ending in '/*' is a family (per-slice metrics such as
--- accuracy/lang=de); min_support and support_metric skip slices whose sibling count is too small.
+-- accuracy/lang=de); min_support and support_metric skip slices whose sibling count is too small;
+-- benjamini_hochberg controls the false discoveries among a family's members checked over repeated runs.
 -- * regate_internal.accepted_runs: the completed jobs whose verdict was accepted (passed, warning, or overridden),
 --   per model, maintained by the gate: what a rolling reference reads, whoever owns the jobs (row-level security
 --   hides other owners' jobs from the code that validates).
@@ -15,7 +16,8 @@ add column min_runs bigint,
 add column on_missing_reference text not null default 'warn',
 add column confidence double precision not null default 0.95,
 add column min_support double precision,
-add column support_metric text;
+add column support_metric text,
+add column benjamini_hochberg boolean not null default false;
 
 -- inconclusiveFails: an inconclusive check over repeated runs counts as a failure of its severity (NULL: inherit).
 alter table regate.gate_policies add column inconclusive_fails boolean;

@@ -196,6 +196,18 @@ def baseline_group() -> None:
     show_default=True,
     help="What a check without a resolvable reference (no champion yet, too few runs) counts as.",
 )
+@click.option(
+    "--confidence",
+    type=float,
+    default=0.95,
+    show_default=True,
+    help="Level of the interval of the mean when a check gets repeated runs.",
+)
+@click.option("--min-support", type=float, metavar="N", help="Family only: skip slices with fewer examples than N.")
+@click.option("--support-metric", metavar="FAMILY", help="Family only: where the slice counts are, e.g. n/*.")
+@click.option(
+    "--benjamini-hochberg", is_flag=True, help="Family only: control false discoveries among slices over repeated runs."
+)
 @db_options
 @json_option
 @click.pass_obj
@@ -216,6 +228,10 @@ def baseline_create(
     window_size: int | None,
     min_runs: int | None,
     on_missing_reference: str,
+    confidence: float,
+    min_support: float | None,
+    support_metric: str | None,
+    benjamini_hochberg: bool,
 ) -> None:
     """Create the active baseline of MODEL for METRIC (admins only); the previous active one is deactivated.
 
@@ -229,6 +245,9 @@ def baseline_create(
       # f1 at most 2% below the median of the last 10 accepted runs (once there are 3)
       regate-db baseline create sentiment-bert f1 --greater-is-better --min-relative-change -0.02 \\
           --reference rolling --window 10 --min-runs 3
+      # every language slice accuracy/lang=... at most 2 points below 0.9, slices under 100 examples skipped
+      regate-db baseline create sentiment-bert 'accuracy/*' --value 0.9 --greater-is-better \\
+          --min-absolute-change -0.02 --min-support 100 --support-metric 'n/*'
     """
     with _conn(opts) as conn:
         _autocommit(conn)
@@ -249,6 +268,10 @@ def baseline_create(
             window_size=window_size,
             min_runs=min_runs,
             on_missing_reference=on_missing_reference,
+            confidence=confidence,
+            min_support=min_support,
+            support_metric=support_metric,
+            benjamini_hochberg=benjamini_hochberg,
         )
     if opts.json:
         emit_json(b)

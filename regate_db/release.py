@@ -205,6 +205,10 @@ class Baseline:
     window_size: int | None = None
     min_runs: int | None = None
     on_missing_reference: str = "warn"
+    confidence: float = 0.95
+    min_support: float | None = None
+    support_metric: str | None = None
+    benjamini_hochberg: bool = False
 
     @classmethod
     def from_row(cls, row: Row) -> Baseline:
@@ -232,6 +236,10 @@ def create_baseline(
     window_size: int | None = None,
     min_runs: int | None = None,
     on_missing_reference: str = "warn",
+    confidence: float = 0.95,
+    min_support: float | None = None,
+    support_metric: str | None = None,
+    benjamini_hochberg: bool = False,
 ) -> Baseline:
     """``regate.create_baseline``: the new active baseline (the previous active one of its key is deactivated).
     ``reference`` 'champion' (with ``environment``) or 'rolling' (with ``window_size`` and ``min_runs``) resolves
@@ -243,7 +251,8 @@ def create_baseline(
             "select {} from regate.create_baseline(model_name => %s, metric_name => %s, baseline_value => %s,"
             " greater_is_better => %s, threshold => %s, min_absolute_change => %s, min_relative_change => %s,"
             " severity => %s, model_version => %s, description => %s, reference => %s, environment => %s,"
-            " window_size => %s, min_runs => %s, on_missing_reference => %s) as b"
+            " window_size => %s, min_runs => %s, on_missing_reference => %s, confidence => %s, min_support => %s,"
+            " support_metric => %s, benjamini_hochberg => %s) as b"
         ).format(_BASELINE_COLUMNS),
         (
             model_name,
@@ -261,6 +270,10 @@ def create_baseline(
             window_size,
             min_runs,
             on_missing_reference,
+            confidence,
+            min_support,
+            support_metric,
+            benjamini_hochberg,
         ),
     )
     return Baseline.from_row(row)

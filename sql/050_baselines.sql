@@ -43,6 +43,8 @@ begin
         v_problem := format('support_metric must be a family of counts ending in /* (e.g. n/*), got %L', new.support_metric);
     elsif new.min_support < 0 or new.min_support = 'NaN'::float8 or new.min_support = 'Infinity'::float8 then
         v_problem := format('min_support must be a finite number >= 0, got %s', new.min_support);
+    elsif new.benjamini_hochberg and new.metric_name not like '%/*' then
+        v_problem := 'benjamini_hochberg is only for a metric family (a metric_name ending in /*)';
     elsif new.confidence is null or not (new.confidence > 0 and new.confidence < 1) then
         v_problem := format('confidence must be between 0 and 1 (exclusive), e.g. 0.95, got %s', new.confidence);
     elsif new.reference is null or new.reference not in ('fixed', 'champion', 'rolling') then
@@ -206,7 +208,7 @@ begin
     insert into regate.model_baselines (
         model_name, model_version, metric_name, baseline_value, greater_is_better, threshold,
         min_absolute_change, min_relative_change, severity, description, source_job_id, reference, environment,
-        window_size, min_runs, on_missing_reference, confidence, min_support, support_metric
+        window_size, min_runs, on_missing_reference, confidence, min_support, support_metric, benjamini_hochberg
     )
     values (
         p_model_name, p_model_version, p_metric_name, p_baseline_value,
@@ -216,7 +218,8 @@ begin
         (p_reference ->> 'window_size')::bigint, (p_reference ->> 'min_runs')::bigint,
         coalesce(p_reference ->> 'on_missing_reference', 'warn'),
         coalesce((p_reference ->> 'confidence')::double precision, 0.95),
-        (p_reference ->> 'min_support')::double precision, p_reference ->> 'support_metric'
+        (p_reference ->> 'min_support')::double precision, p_reference ->> 'support_metric',
+        coalesce((p_reference ->> 'benjamini_hochberg')::boolean, false)
     )
     returning * into v_row;
     return v_row;
@@ -231,7 +234,9 @@ $$;
 -- on_missing_reference ('pass', 'warn' or 'fail') says what a check whose reference cannot be resolved counts as;
 -- confidence is the level of the interval of the mean when the check gets repeated runs (default 0.95). A
 -- metric_name ending in /* is a family: each member the job logged is its own check; with min_support and
--- support_metric (a family of counts, e.g. n/*), members whose count is below min_support are skipped.
+-- support_metric (a family of counts, e.g. n/*), members whose count is below min_support are skipped;
+-- benjamini_hochberg: a member's significant regression over repeated runs must survive the Benjamini-Hochberg
+-- procedure over the family's members.
 -- Raises RG004 when the baseline breaks a rule, 42501 unless the session is a regate admin.
 create or replace function regate.create_baseline(
     model_name text,
@@ -251,7 +256,8 @@ create or replace function regate.create_baseline(
     on_missing_reference text default 'warn',
     confidence double precision default 0.95,
     min_support double precision default null,
-    support_metric text default null
+    support_metric text default null,
+    benjamini_hochberg boolean default false
 )
 returns regate.model_baselines
 language plpgsql
@@ -269,7 +275,8 @@ begin
             'reference', create_baseline.reference, 'environment', create_baseline.environment,
             'window_size', create_baseline.window_size, 'min_runs', create_baseline.min_runs,
             'on_missing_reference', create_baseline.on_missing_reference, 'confidence', create_baseline.confidence,
-            'min_support', create_baseline.min_support, 'support_metric', create_baseline.support_metric
+            'min_support', create_baseline.min_support, 'support_metric', create_baseline.support_metric,
+            'benjamini_hochberg', create_baseline.benjamini_hochberg
         )
     );
 end;

@@ -288,6 +288,48 @@ as $$
     ) as r
 $$;
 
+-- regate_internal._regression_p(mean, stddev, n, reference, greater_is_better, threshold, min_absolute_change,
+-- min_relative_change): over repeated runs, the one-sided p-value of "the runs are worse than the point where the
+-- criteria are just met" (Student-t, n - 1 degrees of freedom): small when the regression is significant. A check
+-- fails at confidence c exactly when this p-value is below (1 - c) / 2. NULL without a criterion to test.
+create or replace function regate_internal._regression_p(
+    p_mean double precision,
+    p_stddev double precision,
+    p_n integer,
+    p_reference double precision,
+    p_greater_is_better boolean,
+    p_threshold double precision,
+    p_min_absolute_change double precision,
+    p_min_relative_change double precision
+)
+returns double precision
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when b.bound is null or p_mean is null or p_n < 2 then null
+        when p_stddev = 0 then case when (p_mean < b.bound) = p_greater_is_better then 0 else 1 end
+        else regate_internal._t_cdf(
+            case when p_greater_is_better then p_mean - b.bound else b.bound - p_mean end
+            / (p_stddev / sqrt(p_n)),
+            p_n - 1
+        )
+    end
+    from (
+        select case
+            when p_greater_is_better then greatest(
+                p_threshold, p_reference + p_min_absolute_change, p_reference + p_min_relative_change * abs(p_reference)
+            )
+            else least(
+                p_threshold, p_reference - p_min_absolute_change, p_reference - p_min_relative_change * abs(p_reference)
+            )
+        end as bound
+    ) as b
+$$;
+
 -- regate_internal._group_message(metric, outcome, interval, confidence, worse_message, better_message): the
 -- sentence of a check over repeated runs: the mean with the half-width of its interval and n, and the decision
 -- ("passes at the worse end", "significantly worse", "inconclusive") with the point check that decided it.
@@ -347,8 +389,11 @@ stable
 security invoker
 as $$
     select
-        case when b.reference = 'fixed' and g.n is null and b.metric_name = mm.name and sup.support is null
-            then c.check_json else
+        case
+            when b.reference = 'fixed' and g.n is null and b.metric_name = mm.name and sup.support is null
+                and not b.benjamini_hochberg
+                then c.check_json
+            else
             c.check_json || jsonb_build_object('outcome', o.outcome)
             || case when g.n is null then '{}'::jsonb else jsonb_build_object(
                 'observed', regate_internal._float8_jsonb(g.mean),
@@ -358,12 +403,17 @@ as $$
                 'ci_low', regate_internal._float8_jsonb(g.ci_low),
                 'ci_high', regate_internal._float8_jsonb(g.ci_high),
                 'confidence', b.confidence,
+                'p_value', regate_internal._regression_p(
+                    g.mean, g.stddev, g.n, ref.value, b.greater_is_better, b.threshold, b.min_absolute_change,
+                    b.min_relative_change
+                ),
                 'failed_criteria', to_jsonb(case o.outcome when 'failed' then eb.failed_criteria
                     when 'inconclusive' then ew.failed_criteria else '{}'::text[] end)
             ) end
             || case when b.reference = 'fixed' then '{}'::jsonb else jsonb_build_object('reference', r.ref - 'resolved') end
             || case when b.metric_name = mm.name then '{}'::jsonb else jsonb_build_object('family', b.metric_name) end
             || case when sup.support is null then '{}'::jsonb else jsonb_build_object('support', sup.support) end
+            || case when b.benjamini_hochberg then jsonb_build_object('fdr', 'benjamini_hochberg') else '{}'::jsonb end
             || jsonb_build_object('message', regate_internal._reference_message(
                 case
                     when o.outcome = 'insufficient_support' then format(

@@ -71,6 +71,79 @@ as $$
     end
 $$;
 
+-- regate_internal._checks_fdr(model, version, metrics_to_validate, metrics, steps, job_id): the checks of
+-- regate_internal._checks, with the Benjamini-Hochberg procedure applied to the members of each family baseline
+-- that asks for it (benjamini_hochberg): among the members checked over repeated runs (those with a p_value), a
+-- significant regression stays `failed` only when the procedure rejects it at level (1 - confidence) / 2 over the
+-- family's m members; the others become `inconclusive`. Controls the share of false alarms among many slices.
+create or replace function regate_internal._checks_fdr(
+    p_model_name text, p_model_version text, p_only text[], p_metrics jsonb, p_steps jsonb, p_job_id uuid
+)
+returns table (check_json jsonb, metric_name text, severity text, outcome text, effect text)
+language sql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    with c as (
+        select
+            x.check_json,
+            x.metric_name,
+            x.severity,
+            x.outcome,
+            x.effect,
+            row_number() over (order by x.metric_name, x.severity) as ord,
+            (x.check_json ->> 'p_value')::double precision as p,
+            coalesce(x.check_json ? 'fdr' and x.check_json ->> 'p_value' is not null, false) as tested,
+            x.check_json ->> 'baseline_id' as bid,
+            (1 - (x.check_json ->> 'confidence')::double precision) / 2 as q
+        from regate_internal._checks(p_model_name, p_model_version, p_only, p_metrics, p_steps, p_job_id) as x
+    ),
+
+    ranked as (
+        select
+            c.*,
+            row_number() over (partition by c.bid, c.tested order by c.p, c.ord) as k,
+            count(*) over (partition by c.bid, c.tested) as m
+        from c
+    ),
+
+    cut as (
+        select
+            ranked.*,
+            max(case when ranked.tested and ranked.p <= ranked.k * ranked.q / ranked.m then ranked.p end)
+                over (partition by ranked.bid, ranked.tested) as p_star
+        from ranked
+    ),
+
+    adjusted as (
+        select
+            cut.*,
+            cut.tested and cut.outcome = 'failed' and (cut.p_star is null or cut.p > cut.p_star) as spared
+        from cut
+    )
+
+    select
+        case when a.spared then
+            a.check_json || jsonb_build_object(
+                'outcome', 'inconclusive',
+                'message', replace(
+                    a.check_json ->> 'message', 'is significantly worse:',
+                    format(
+                        'would be significantly worse alone (p = %s), but not among the %s members of %s'
+                        ' (Benjamini-Hochberg):', regate_internal._fmt(a.p), a.m, a.check_json ->> 'family'
+                    )
+                )
+            )
+        else a.check_json end,
+        a.metric_name,
+        a.severity,
+        case when a.spared then 'inconclusive' else a.outcome end,
+        case when a.spared then 'inconclusive' else a.effect end
+    from adjusted as a
+    order by a.ord
+$$;
+
 -- regate_internal._evaluate(verdict, metrics, steps, required): the verdict (not yet recorded) for final metrics
 -- against the applicable baselines; `verdict` brings the job, model, version and effective config. p_required
 -- lists metrics that must be present (run_gate). Data problems become checks, never errors.
@@ -115,7 +188,7 @@ begin
             or (c.effect in ('fail', 'inconclusive') and c.severity = 'warning')
         ), false)
     into v_result.checks, v_checked, v_critical_checked, v_critical_failed, v_warning_failed
-    from regate_internal._checks(
+    from regate_internal._checks_fdr(
         p_verdict.model_name, p_verdict.model_version, v_only, p_metrics, p_steps, p_verdict.job_id
     ) as c;
     -- Critical checks no baseline stands behind: a listed metric without baseline (requireBaselines), a

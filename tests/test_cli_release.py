@@ -514,3 +514,29 @@ def test_baseline_create_with_a_champion_or_rolling_reference(rg: Cli) -> None:
     )
     assert "environment (e.g. production) is required for a champion reference" in line and line.endswith("[RG004]")
     assert "rolling" in ok(rg("baseline", "list", "--model", "bert")).stdout
+
+
+def test_baseline_create_for_a_family_with_support(rg: Cli) -> None:
+    made = js(
+        rg(
+            "baseline",
+            "create",
+            "bert",
+            "accuracy/*",
+            "--value",
+            "0.9",
+            "--greater-is-better",
+            "--min-absolute-change",
+            "-0.02",
+            "--min-support",
+            "100",
+            "--support-metric",
+            "n/*",
+            "--benjamini-hochberg",
+            "--confidence",
+            "0.9",
+            "--json",
+        )
+    )
+    assert (made["metric_name"], made["min_support"], made["support_metric"]) == ("accuracy/*", 100, "n/*")
+    assert made["benjamini_hochberg"] is True and made["confidence"] == 0.9

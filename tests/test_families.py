@@ -115,3 +115,37 @@ def test_family_rules(db: Conn) -> None:
     bad(", min_support => 10, support_metric => 'n'", "support_metric must be a family of counts ending in /*")
     bad(", min_support => -1, support_metric => 'n/*'", "min_support must be a finite number >= 0")
     bad("", "a family needs a name before /*", metric="/*")
+
+
+def test_benjamini_hochberg_spares_a_marginal_member_of_a_large_family(db: Conn) -> None:
+    """Twenty slices checked over 4 runs each: one marginal regression (p just under 0.025) fails alone, but not
+    once the family's false discoveries are controlled; a strong regression still fails."""
+    marginal = [0.899, 0.896, 0.898, 0.895]  # mean 0.897, p about 0.01
+    strong = [0.80, 0.81, 0.79, 0.80]
+    fine = [0.905, 0.91, 0.9, 0.915]
+    metrics: dict[str, Any] = {f"acc/s{i:02d}": fine for i in range(18)}
+    metrics |= {"acc/marginal": marginal, "acc/strong": strong}
+    for model, bh in (("plain", False), ("controlled", True)):
+        db.execute(
+            "select regate.create_baseline(model_name => %s, metric_name => 'acc/*', baseline_value => 0.9,"
+            " greater_is_better => true, min_relative_change => 0, benjamini_hochberg => %s)",
+            (model, bh),
+        )
+    cur = db.cursor(row_factory=psycopg.rows.dict_row)
+    outcomes = {}
+    for model in ("plain", "controlled"):
+        row = cur.execute("select * from regate.run_gate(%s, %s::jsonb)", (model, json.dumps(metrics))).fetchone()
+        assert row is not None
+        outcomes[model] = {c["metric_name"]: c for c in row["checks"]}
+    plain, controlled = outcomes["plain"], outcomes["controlled"]
+    assert 0 < plain["acc/marginal"]["p_value"] < 0.025 and plain["acc/marginal"]["outcome"] == "failed"
+    assert controlled["acc/marginal"]["outcome"] == "inconclusive"
+    assert "but not among the 20 members of acc/* (Benjamini-Hochberg)" in controlled["acc/marginal"]["message"]
+    assert plain["acc/strong"]["outcome"] == controlled["acc/strong"]["outcome"] == "failed"
+    assert controlled["acc/strong"]["fdr"] == "benjamini_hochberg"
+    refused(
+        db,
+        "RG004",
+        "select regate.create_baseline(model_name => 'm', metric_name => 'acc', baseline_value => 0.9,"
+        " greater_is_better => true, threshold => 0.5, benjamini_hochberg => true)",
+    )

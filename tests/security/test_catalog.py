@@ -34,7 +34,7 @@ WRITER_API = READER_API | {
 }
 ADMIN_ONLY = {
     "create_baseline(text,text,double precision,boolean,double precision,double precision,double precision,text,"
-    "text,text,text,text,integer,integer,text,double precision,double precision,text)",
+    "text,text,text,text,integer,integer,text,double precision,double precision,text,boolean)",
     "create_baselines_from_job(uuid,text[],double precision,text,jsonb)",
     "deactivate_baseline(bigint)",
     "disable_gates(text)",
