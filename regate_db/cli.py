@@ -300,7 +300,10 @@ def demo_cmd(opts: Options) -> None:
     Installs (or upgrades) the schema, creates baselines for the model "sentiment-bert", simulates two
     training runs that log train and eval metrics step by step, completes them and prints the verdicts the
     database gave: first warn-only (the regressed job is 'failed'), then with
-    {"blockOnCriticalFailures": true} in the job config (it is 'blocked').
+    {"blockOnCriticalFailures": true} in the job config (it is 'blocked'), and the
+    database refusing to deploy the blocked job. Then the deployed job is the champion:
+    three challengers of 5 seeds each (run groups) are judged against it on the
+    interval of their mean: one passes, one is blocked, one is inconclusive.
 
     Uses the embedded PostgreSQL unless --dsn or an environment variable names a database. Every run uses
     new job ids, so it can be run again on the same database.

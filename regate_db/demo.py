@@ -1,7 +1,8 @@
-"""The demo behind ``regate-db demo``: baselines, two simulated training runs, and the verdicts PostgreSQL gives.
+"""The demo behind ``regate-db demo``: baselines, two simulated training runs, the verdicts PostgreSQL gives, and
+challengers of the champion judged over 5 seeds each.
 
 Everything here is a function that takes a connection, so the demo can run against any database with the
-schema installed; the command only picks the database and prints. Each run uses fresh job ids and
+schema installed; the command only picks the database and prints. Each run uses fresh job ids and run groups, and
 ``regate.create_baseline`` supersedes the previous baselines, so the demo can be run again and again.
 """
 
@@ -78,6 +79,31 @@ GOOD_RUN = RunProfile("good run", "2.1.0", train_loss=0.31, eval_loss=0.405, acc
 REGRESSED_RUN = RunProfile("regressed run", "2.2.0", train_loss=0.22, eval_loss=0.48, accuracy=0.874, f1=0.887)
 START = {"train_loss": 1.25, "eval_loss": 1.1, "accuracy": 0.55, "f1": 0.5}
 
+# Act 4: the next version's challengers are judged against the champion in production, on accuracy only, each on the
+# mean of 5 seeds. The champion baseline is version-specific, so it does not supersede the fixed accuracy baseline
+# that acts 1-2 use (one active baseline per model, version, metric and severity).
+CHALLENGER_VERSION = "3.0.0"
+CHAMPION_TOLERANCE = 0.005  # at most this much below the champion's accuracy
+CHALLENGER_CONFIG: dict[str, Any] = {
+    "blockOnCriticalFailures": True,
+    "regressionGateConfig": {"metricsToValidate": ["accuracy"]},
+}
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """A training configuration run with 5 seeds: the final accuracy of each (fixed, so the output never changes)."""
+
+    label: str
+    accuracy: tuple[float, ...]
+
+
+CHALLENGERS: tuple[Challenger, ...] = (
+    Challenger("winner", (0.921, 0.927, 0.924, 0.929, 0.924)),  # clearly above the champion
+    Challenger("loser", (0.881, 0.886, 0.884, 0.887, 0.882)),  # significantly below
+    Challenger("inconclusive", (0.894, 0.921, 0.903, 0.917, 0.905)),  # slightly below on average, wide spread
+)
+
 
 @dataclass(frozen=True)
 class Check:
@@ -113,6 +139,7 @@ class DemoResult:
     blocking: list[Verdict]
     deployed: uuid.UUID | None = None
     refusal: str | None = None
+    challengers: list[Verdict] = field(default_factory=list)
 
 
 class Reporter:
@@ -389,9 +416,20 @@ def run_demo(conn: psycopg.Connection[Any], out: Reporter | None = None) -> Demo
     deployed, refusal = deploy_both(conn, out, blocking)
 
     out.line()
+    out.line(
+        click.style(
+            "4. champion vs challengers: 5 seeds each (a run group), one verdict on the 95% interval of their mean",
+            bold=True,
+        )
+    )
+    challengers = challenge_champion(conn, out)
+
+    out.line()
     out.line("Every verdict is a row; see them with:")
     out.line(f"  select * from regate.validation_history where model_name = '{MODEL}';")
-    return DemoResult(warn_only=warn_only, blocking=blocking, deployed=deployed, refusal=refusal)
+    return DemoResult(
+        warn_only=warn_only, blocking=blocking, deployed=deployed, refusal=refusal, challengers=challengers
+    )
 
 
 def deploy_both(
@@ -423,3 +461,92 @@ def deploy_both(
         out.line(f"  champion in production (regate.champions): job {str(row[0])[:8]}")
     out.line("  an admin may still let it through, audited: select regate.override_gate(job_id, reason => '...')")
     return deployed, refusal
+
+
+def _short_ids(text: str, *job_ids: uuid.UUID | None) -> str:
+    """The text with each of the job ids shortened to its first 8 characters, as the demo shows them."""
+    for job_id in job_ids:
+        if job_id is not None:
+            text = text.replace(str(job_id), str(job_id)[:8])
+    return text
+
+
+def run_group(
+    conn: psycopg.Connection[Any], challenger: Challenger, *, model: str = MODEL, config: dict[str, Any] | None = None
+) -> Verdict:
+    """Create one job per seed in a new run group (``run_group_size`` = the number of seeds), log each one's final
+    accuracy, and complete them one by one: the last completion validates the group. Its verdict, which every run of
+    the group shares."""
+    group = f"demo-{challenger.label}-{uuid.uuid4().hex[:8]}"
+    job_ids = [uuid.uuid4() for _ in challenger.accuracy]
+    with conn.transaction():
+        for seed, (job_id, accuracy) in enumerate(zip(job_ids, challenger.accuracy, strict=True), start=1):
+            conn.execute(
+                "insert into regate.local_training_jobs"
+                " (id, model_name, model_version, status, config, run_group, run_group_size)"
+                " values (%s, %s, %s, 'running', %s, %s, %s)",
+                (
+                    job_id,
+                    model,
+                    CHALLENGER_VERSION,
+                    Jsonb({"learning_rate": 5e-5, "epochs": 4, "seed": seed, **(config or {})}),
+                    group,
+                    len(job_ids),
+                ),
+            )
+            conn.execute(
+                "insert into regate.local_training_metrics (job_id, step, epoch, metrics) values (%s, %s, %s, %s)",
+                (job_id, STEPS[-1], STEPS[-1] / STEPS_PER_EPOCH, Jsonb({"accuracy": accuracy})),
+            )
+    for job_id in job_ids[:-1]:
+        complete_job(conn, job_id, challenger.label)  # waits for its group: no verdict yet
+    return complete_job(conn, job_ids[-1], challenger.label)
+
+
+def challenge_champion(conn: psycopg.Connection[Any], out: Reporter) -> list[Verdict]:
+    """Act 4: a champion baseline on accuracy, and three challengers of 5 seeds each; their group verdicts."""
+    with conn.transaction():
+        conn.execute(
+            "select regate.create_baseline(model_name => %s, model_version => %s, metric_name => 'accuracy',"
+            " greater_is_better => true, min_absolute_change => %s, reference => 'champion',"
+            " environment => 'production', description => 'regate-db demo: no worse than production')",
+            (MODEL, CHALLENGER_VERSION, -CHAMPION_TOLERANCE),
+        )
+    row = conn.execute(
+        "select c.job_id, (regate.extract_final_metrics(c.job_id) ->> 'accuracy')::float8"
+        " from regate.champions as c where c.model_name = %s and c.environment = 'production'",
+        (MODEL,),
+    ).fetchone()
+    champion, champion_accuracy = (row[0], row[1]) if row is not None else (None, None)
+    shown = f"job {str(champion)[:8]}, accuracy {_num(champion_accuracy)}" if champion else "none yet"
+    out.line(f"  baseline of {MODEL} {CHALLENGER_VERSION} (reference => 'champion', environment => 'production'):")
+    out.line(f"    accuracy at most {_num(CHAMPION_TOLERANCE)} below the champion in production ({shown})")
+    out.line(f"  job config {json.dumps(CHALLENGER_CONFIG)}")
+    width = max(len(c.label) for c in CHALLENGERS)
+    for challenger in CHALLENGERS:
+        seeds = "  ".join(_num(a) for a in challenger.accuracy)
+        out.line(f"  {challenger.label.ljust(width)}  accuracy of seeds 1-{len(challenger.accuracy)}: {seeds}")
+    out.line("  completing each group's 5 runs one by one: the last completion validates the group")
+    verdicts = []
+    for challenger in CHALLENGERS:
+        verdict = run_group(conn, challenger, config=CHALLENGER_CONFIG)
+        verdicts.append(verdict)
+        out.line(group_verdict_line(verdict))
+        for check in verdict.checks:
+            for line in textwrap.wrap(
+                _short_ids(check.message, champion), width=112, initial_indent="    ", subsequent_indent="      "
+            ):
+                out.line(line)
+    return verdicts
+
+
+def group_verdict_line(v: Verdict) -> str:
+    """One line: the validation_status the group's runs share, and each check's outcome."""
+    status = click.style(v.validation_status, fg=STATUS_COLOURS.get(v.validation_status), bold=True)
+    head = f"  {v.label}: validation_status = {status}"
+    if v.validation_result_id is None:
+        return head + "  (the gate did not run: it is switched off, see regate-db gates status)"
+    outcomes = ", ".join(f"{c.metric_name} {c.outcome}" for c in v.checks)
+    blocked = click.style("BLOCKED", fg="red", bold=True) if v.blocked else "not blocked"
+    took = f" in {v.duration_ms:.1f} ms" if v.duration_ms is not None else ""
+    return f"{head}  (result #{v.validation_result_id}{took} for the group: {outcomes}, {blocked})"

@@ -22,6 +22,11 @@ def verdicts(stdout: str) -> list[tuple[str, str]]:
     return re.findall(r"^  (good run|regressed run): validation_status = (\w+)", stdout, flags=re.MULTILINE)
 
 
+def group_verdicts(stdout: str) -> list[tuple[str, str]]:
+    """(challenger, validation_status of its run group) of act 4, in order."""
+    return re.findall(r"^  (winner|loser|inconclusive): validation_status = (\w+)", stdout, flags=re.MULTILINE)
+
+
 def job_ids(stdout: str) -> list[str]:
     return re.findall(r"job ([0-9a-f]{8})  step", stdout)
 
@@ -59,12 +64,26 @@ def test_demo_passes_the_good_run_fails_then_blocks_the_regressed_one(
     assert re.search(r"-- regressed run: refused \[RG012\]\n    deployment refused: job [0-9a-f]{8} of model", deploy)
     champion = re.search(r"champion in production \(regate.champions\): job ([0-9a-f]{8})", deploy)
     assert champion is not None and champion.group(1) == job_ids(out)[2]  # the good run of the blocking mode
-    assert len(out.splitlines()) < 70, "the demo output should stay compact"
+    # 4. challengers of that champion, 5 seeds each: one group verdict on the interval of the mean
+    act4 = out.split("4. champion vs challengers", 1)[1]
+    assert f"below the champion in production (job {champion.group(1)}, accuracy 0.915)" in act4
+    assert group_verdicts(out) == [("winner", "passed"), ("loser", "blocked"), ("inconclusive", "warning")]
+    assert "for the group: accuracy passed, not blocked)" in act4
+    assert "for the group: accuracy failed, BLOCKED)" in act4
+    assert "for the group: accuracy inconclusive, not blocked)" in act4
+    flat = " ".join(act4.split())  # the messages are wrapped
+    assert re.search(r"accuracy 0\.925 ± 0\.00\d+ \(n=5\) passes at the worse end of its 95% interval", flat)
+    assert re.search(r"accuracy 0\.884 ± 0\.00\d+ \(n=5\) is significantly worse: even the better end", flat)
+    assert re.search(r"accuracy 0\.908 ± 0\.01\d+ \(n=5\) is inconclusive: the worse end of its 95% interval", flat)
+    assert flat.count(f"(champion in production: job {champion.group(1)})") == 3
+    assert len(out.splitlines()) < 80, "the demo output should stay compact"
+    assert max(len(line) for line in out.splitlines()) < 125, "the demo output should fit a wide terminal"
 
     second = run(regate_cmd, cli_env, "--dsn", empty_db, "demo")
     assert second.returncode == 0, second.stderr
     assert f"schema regate {LATEST} up to date in" in second.stdout
     assert verdicts(second.stdout) == verdicts(out)
+    assert group_verdicts(second.stdout) == group_verdicts(out)
     assert not set(job_ids(out)) & set(job_ids(second.stdout)), "a rerun must use fresh job ids"
 
     with psycopg.connect(empty_db) as conn:
@@ -72,12 +91,24 @@ def test_demo_passes_the_good_run_fails_then_blocks_the_regressed_one(
             "select validation_status, count(*) from regate.local_training_jobs"
             " where model_name = 'sentiment-bert' group by 1 order by 1"
         ).fetchall()
-        assert rows == [("blocked", 2), ("failed", 2), ("passed", 4)]
+        # per demo: 2 + 5 passed (good runs, the winner's 5 seeds), 1 + 5 blocked (the loser's seeds), 1 failed,
+        # 5 warning (the inconclusive challenger's seeds)
+        assert rows == [("blocked", 12), ("failed", 2), ("passed", 14), ("warning", 10)]
+        groups = conn.execute(
+            "select count(distinct run_group), count(*) filter (where run_group_size = 5)"
+            " from regate.local_training_jobs where model_name = 'sentiment-bert' and run_group is not null"
+        ).fetchone()
+        assert groups == (6, 30), "each demo run uses new run groups"
         baselines = conn.execute(
             "select count(*) filter (where is_active), count(*) from regate.model_baselines"
             " where model_name = 'sentiment-bert'"
         ).fetchone()
-        assert baselines == (4, 8)  # the rerun superseded the first run's baselines and kept them as history
+        assert baselines == (5, 10)  # the rerun superseded the first run's baselines and kept them as history
+        champion_baseline = conn.execute(
+            "select model_version, reference, environment from regate.model_baselines"
+            " where model_name = 'sentiment-bert' and is_active and reference <> 'fixed'"
+        ).fetchone()
+        assert champion_baseline == ("3.0.0", "champion", "production")
 
 
 def _normalise(text: str) -> list[str]:
@@ -109,6 +140,7 @@ def test_demo_uses_the_embedded_server_by_default(
         assert proc.returncode == 0, proc.stderr
         assert f"embedded PostgreSQL: data in {root / 'pgdata'}" in proc.stderr
         assert [s for _, s in verdicts(proc.stdout)] == ["passed", "failed", "passed", "blocked"]
+        assert [s for _, s in group_verdicts(proc.stdout)] == ["passed", "blocked", "warning"]
     finally:
         run(regate_cmd, env, "embedded", "stop")
         import shutil

@@ -5,6 +5,9 @@
   with ``set session authorization``, so the test needs a superuser.
 * Each rollout stage has its section, with a ``regate.set_policy`` recipe; stage 2 shows (as checked result rows)
   a regressed job of the critical model ending ``blocked`` while one of another model ends ``failed``.
+* "Baselines that track reality" shows (as checked result rows) a champion baseline, a first deployment's
+  ``no_reference`` warning, a rolling median that a blocked run never enters, and repeated runs: run groups ending
+  ``passed`` and ``warning`` (inconclusive), ``run_gate`` over an array of runs, and ``inconclusiveFails`` in a policy.
 
 Roles are cluster-wide: the guide's logins start with ``regate_guide_``; the guide drops them itself, and the test
 drops them when it fails.
@@ -23,6 +26,13 @@ from tests.test_docs import Block, run_block, sql_blocks
 
 USER_GUIDE = REPO / "docs" / "user-guide.md"
 GUIDE_ROLES = ("regate_guide_ana", "regate_guide_ben")
+REFERENCES = "Baselines that track reality"
+REFERENCE_PARTS = (
+    "No worse than production: a champion baseline",
+    "The first deployment: no reference yet",
+    "A rolling baseline: the median of the last accepted runs",
+    "Repeated runs: five seeds, one verdict",
+)
 STAGES = (
     "Stage 1: warn-only everywhere",
     "Stage 2: blocking for one critical model",
@@ -40,12 +50,61 @@ def drop_guide_roles(conn: psycopg.Connection[Any]) -> None:
             conn.execute(f'drop role "{role}"')
 
 
-def stage_blocks(blocks: list[Block], text: str, heading: str) -> list[Block]:
-    """The ```sql blocks between the heading ``## {heading}`` and the next ``## `` heading."""
+def stage_blocks(blocks: list[Block], text: str, heading: str, level: str = "##") -> list[Block]:
+    """The ```sql blocks between the heading ``{level} {heading}`` and the next heading of that level or higher."""
     lines = text.splitlines()
-    start = lines.index(f"## {heading}") + 1
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    start = lines.index(f"{level} {heading}") + 1
+    ends = tuple("#" * n + " " for n in range(2, len(level) + 1))
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith(ends)), len(lines))
     return [b for b in blocks if start < b.line <= end]
+
+
+def shown_rows(blocks: list[Block]) -> list[str]:
+    return [row for b in blocks for row in (b.expect_rows or [])]
+
+
+def test_user_guide_shows_baselines_that_track_reality() -> None:
+    text = USER_GUIDE.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    blocks = sql_blocks(USER_GUIDE)
+    assert f"## {REFERENCES}" in lines, f"docs/user-guide.md has no section '{REFERENCES}'"
+    # after the rollout stages and deployments, before the emergency path
+    assert lines.index("## Deployments and champions") < lines.index(f"## {REFERENCES}")
+    assert lines.index(f"## {REFERENCES}") < lines.index("## The emergency path")
+    for part in REFERENCE_PARTS:
+        assert f"### {part}" in lines, part
+        assert any(b.expect_rows for b in stage_blocks(blocks, text, part, "###")), f"'{part}' shows no checked result"
+    champion, first, rolling, repeated = (stage_blocks(blocks, text, part, "###") for part in REFERENCE_PARTS)
+
+    # no worse than production: the check is against the champion's value, and names the champion's job
+    assert any("reference => 'champion', environment => 'production'" in b.sql for b in champion)
+    assert any(
+        row.startswith("passed | 0.83 | b0000000-0000-4000-8000-000000000001 |") and "the champion's 0.83" in row
+        for row in shown_rows(champion)
+    ), shown_rows(champion)
+
+    # a first deployment: no champion yet, no_reference, a warning by default, and it may deploy
+    rows = shown_rows(first)
+    assert "warning" in rows, rows
+    assert any(r.startswith("no_reference | ") and "on_missing_reference: warn" in r for r in rows), rows
+    assert any("regate.deploy(" in b.sql for b in first)
+    assert "`warn`, is deliberate" in text, "the guide must say why warn is the default"
+
+    # rolling: the median of the accepted runs; the blocked run is not in the next run's window
+    assert any("reference => 'rolling', window_size => 5, min_runs => 3" in b.sql for b in rolling)
+    rows = shown_rows(rolling)
+    assert "124 | blocked | failed | 1.1 | 3" in rows and "125 | passed | passed | 1.1 | 3" in rows, rows
+
+    # repeated runs: one verdict per group of 5 seeds, run_gate over arrays, inconclusiveFails in a policy
+    sql = "\n".join(b.sql for b in repeated)
+    assert "run_group_size" in sql and "regate.run_gate(" in sql
+    assert re.search(r"regate\.set_policy\(model_name => 'ranker', inconclusive_fails => true\)", sql)
+    rows = shown_rows(repeated)
+    assert "ranker-4.0-lr3e-5 | passed | 5 | 1" in rows and "ranker-4.0-lr1e-4 | warning | 5 | 1" in rows, rows
+    assert any(" (n=5) is inconclusive: " in r for r in rows), rows
+    assert any(" (n=5) passes at the worse end" in r for r in rows), rows
+    assert "warning | f | inconclusive | 5" in rows, "run_gate over 5 runs: inconclusive is a warning by default"
+    assert "failed | t | inconclusive" in rows, "with inconclusiveFails, inconclusive fails (and blocks)"
 
 
 def test_user_guide_has_a_recipe_per_rollout_stage() -> None:
