@@ -330,6 +330,22 @@ as $$
     ) as b
 $$;
 
+-- regate_internal._round_sig(x, digits): x rounded to `digits` significant digits (the half-width of an
+-- interval is shown with two: "0.871 ± 0.0028").
+create or replace function regate_internal._round_sig(p_x double precision, p_digits integer)
+returns double precision
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when p_x is null or p_x = 0 or p_x = 'NaN'::float8 or abs(p_x) = 'Infinity'::float8 then p_x
+        else round(p_x::numeric, p_digits - 1 - floor(log(abs(p_x)::numeric))::integer)::double precision
+    end
+$$;
+
 -- regate_internal._group_message(metric, outcome, interval, confidence, worse_message, better_message): the
 -- sentence of a check over repeated runs: the mean with the half-width of its interval and n, and the decision
 -- ("passes at the worse end", "significantly worse", "inconclusive") with the point check that decided it.
@@ -368,18 +384,89 @@ as $$
     from (
         select format(
             '%s %s ± %s (n=%s)', p_metric, regate_internal._fmt(p_mean),
-            regate_internal._fmt((p_ci_high - p_ci_low) / 2), p_n
+            regate_internal._fmt(regate_internal._round_sig((p_ci_high - p_ci_low) / 2, 2)), p_n
         ) as head
     ) as h
+$$;
+
+-- regate_internal._group_check(baseline, metric, runs, reference): the check of one metric over repeated runs
+-- (two or more values): n, mean, stddev, the interval of the mean at the baseline's confidence, the one-sided
+-- p-value of the regression, and the decision: invalid (a run is not finite), passed (the criteria hold at the
+-- interval's worse end), failed (they fail even at its better end) or inconclusive, with its failed criteria and
+-- its sentence. PL/pgSQL, so that the checks query plans none of this for the single runs it mostly sees.
+create or replace function regate_internal._group_check(
+    p_baseline regate.model_baselines, p_metric text, p_runs double precision[], p_reference double precision
+)
+returns jsonb
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    g record;
+    v_worse double precision;
+    v_better double precision;
+    w record;
+    b record;
+    v_outcome text;
+begin
+    g := regate_internal._mean_interval(p_runs, p_baseline.confidence);
+    if g.mean is null then
+        return jsonb_build_object(
+            'n', g.n, 'outcome', 'invalid', 'failed_criteria', '[]'::jsonb,
+            'message', regate_internal._group_message(p_metric, 'invalid', g.n, null, null, null, null, null, null)
+        );
+    end if;
+    v_worse := case when p_baseline.greater_is_better then g.ci_low else g.ci_high end;
+    v_better := case when p_baseline.greater_is_better then g.ci_high else g.ci_low end;
+    select x.* into w from regate_internal._evaluate_check(
+        v_worse, p_reference, p_baseline.greater_is_better, p_baseline.threshold, p_baseline.min_absolute_change,
+        p_baseline.min_relative_change
+    ) as x;
+    select x.* into b from regate_internal._evaluate_check(
+        v_better, p_reference, p_baseline.greater_is_better, p_baseline.threshold, p_baseline.min_absolute_change,
+        p_baseline.min_relative_change
+    ) as x;
+    v_outcome := case when w.outcome = 'passed' then 'passed' when b.outcome = 'failed' then 'failed' else 'inconclusive' end;
+    return jsonb_build_object(
+        'observed', regate_internal._float8_jsonb(g.mean),
+        'n', g.n,
+        'mean', regate_internal._float8_jsonb(g.mean),
+        'stddev', regate_internal._float8_jsonb(g.stddev),
+        'ci_low', regate_internal._float8_jsonb(g.ci_low),
+        'ci_high', regate_internal._float8_jsonb(g.ci_high),
+        'confidence', p_baseline.confidence,
+        'p_value', regate_internal._regression_p(
+            g.mean, g.stddev, g.n, p_reference, p_baseline.greater_is_better, p_baseline.threshold,
+            p_baseline.min_absolute_change, p_baseline.min_relative_change
+        ),
+        'outcome', v_outcome,
+        'failed_criteria', to_jsonb(case v_outcome when 'failed' then b.failed_criteria
+            when 'inconclusive' then w.failed_criteria else '{}'::text[] end),
+        'message', regate_internal._group_message(
+            p_metric, v_outcome, g.n, g.mean, g.ci_low, g.ci_high, p_baseline.confidence,
+            regate_internal._check_message(
+                p_metric, w.outcome, w.failed_criteria, v_worse, p_reference, p_baseline.greater_is_better,
+                p_baseline.threshold, p_baseline.min_absolute_change, p_baseline.min_relative_change, w.relative_change
+            ),
+            regate_internal._check_message(
+                p_metric, b.outcome, b.failed_criteria, v_better, p_reference, p_baseline.greater_is_better,
+                p_baseline.threshold, p_baseline.min_absolute_change, p_baseline.min_relative_change, b.relative_change
+            )
+        )
+    );
+end;
 $$;
 
 -- regate_internal._checks(model, version, metrics_to_validate, metrics, steps, job_id): the checks of every
 -- applicable baseline against final metrics (name -> value) and their steps (name -> step), in (metric,
 -- severity) order: one query, one snapshot, the check functions inlined into it. A champion or rolling baseline's
--- reference is resolved for the job (regate_internal._reference); unresolved, the check is no_reference. A value
--- that is an array of two or more numbers is repeated runs: the check decides on the interval of their mean at
--- the baseline's confidence (passed when the criteria hold at its worse end, failed when they fail even at its
--- better end, else inconclusive). `effect` is what the check counts as: pass, warn, fail or inconclusive.
+-- reference is resolved for the job (regate_internal._reference); unresolved, the check is no_reference. A family
+-- baseline (metric_name ending in /*) checks each member (regate_internal._family_members); with min_support, a
+-- member below its support count is insufficient_support. A value that is an array of two or more numbers is
+-- repeated runs (regate_internal._group_check). `effect` is what the check counts as: pass, warn, fail or
+-- inconclusive.
 create or replace function regate_internal._checks(
     p_model_name text, p_model_version text, p_only text[], p_metrics jsonb, p_steps jsonb, p_job_id uuid
 )
@@ -390,50 +477,28 @@ security invoker
 as $$
     select
         case
-            when b.reference = 'fixed' and g.n is null and b.metric_name = mm.name and sup.support is null
+            when
+                b.reference = 'fixed' and gc.j is null and b.metric_name = mm.name and resolved.support is null
                 and not b.benjamini_hochberg
                 then c.check_json
             else
-            c.check_json || jsonb_build_object('outcome', o.outcome)
-            || case when g.n is null then '{}'::jsonb else jsonb_build_object(
-                'observed', regate_internal._float8_jsonb(g.mean),
-                'n', g.n,
-                'mean', regate_internal._float8_jsonb(g.mean),
-                'stddev', regate_internal._float8_jsonb(g.stddev),
-                'ci_low', regate_internal._float8_jsonb(g.ci_low),
-                'ci_high', regate_internal._float8_jsonb(g.ci_high),
-                'confidence', b.confidence,
-                'p_value', regate_internal._regression_p(
-                    g.mean, g.stddev, g.n, ref.value, b.greater_is_better, b.threshold, b.min_absolute_change,
-                    b.min_relative_change
-                ),
-                'failed_criteria', to_jsonb(case o.outcome when 'failed' then eb.failed_criteria
-                    when 'inconclusive' then ew.failed_criteria else '{}'::text[] end)
-            ) end
-            || case when b.reference = 'fixed' then '{}'::jsonb else jsonb_build_object('reference', r.ref - 'resolved') end
-            || case when b.metric_name = mm.name then '{}'::jsonb else jsonb_build_object('family', b.metric_name) end
-            || case when sup.support is null then '{}'::jsonb else jsonb_build_object('support', sup.support) end
-            || case when b.benjamini_hochberg then jsonb_build_object('fdr', 'benjamini_hochberg') else '{}'::jsonb end
-            || jsonb_build_object('message', regate_internal._reference_message(
-                case
-                    when o.outcome = 'insufficient_support' then format(
-                        '%s: skipped, its support %s is %s, below min_support %s', mm.name, sup.support ->> 'metric',
-                        coalesce(sup.support ->> 'value', 'not logged'), regate_internal._fmt(b.min_support)
-                    )
-                    when g.n is null or o.outcome = 'no_reference' then c.check_json ->> 'message'
-                else regate_internal._group_message(
-                    mm.name, o.outcome, g.n, g.mean, g.ci_low, g.ci_high, b.confidence,
-                    regate_internal._check_message(
-                        mm.name, ew.outcome, ew.failed_criteria, ends.worse, ref.value, b.greater_is_better,
-                        b.threshold, b.min_absolute_change, b.min_relative_change, ew.relative_change
-                    ),
-                    regate_internal._check_message(
-                        mm.name, eb.outcome, eb.failed_criteria, ends.better, ref.value, b.greater_is_better,
-                        b.threshold, b.min_absolute_change, b.min_relative_change, eb.relative_change
-                    )
-                ) end,
-                case when b.reference = 'fixed' then null else r.ref end, mm.name, b.on_missing_reference
-            ))
+                c.check_json || coalesce(gc.j - 'message', '{}'::jsonb) || jsonb_build_object('outcome', o.outcome)
+                || case when b.reference = 'fixed' then '{}'::jsonb else jsonb_build_object('reference', r.ref - 'resolved') end
+                || case when b.metric_name = mm.name then '{}'::jsonb else jsonb_build_object('family', b.metric_name) end
+                || case when resolved.support is null then '{}'::jsonb else jsonb_build_object('support', resolved.support) end
+                || case when b.benjamini_hochberg then jsonb_build_object('fdr', 'benjamini_hochberg') else '{}'::jsonb end
+                || jsonb_build_object('message', regate_internal._reference_message(
+                    case
+                        when o.outcome = 'insufficient_support' then format(
+                            '%s: skipped, its support %s is %s, below min_support %s', mm.name,
+                            resolved.support ->> 'metric', coalesce(resolved.support ->> 'value', 'not logged'),
+                            regate_internal._fmt(b.min_support)
+                        )
+                        when gc.j is null or o.outcome = 'no_reference' then c.check_json ->> 'message'
+                        else gc.j ->> 'message'
+                    end,
+                    case when b.reference = 'fixed' then null else r.ref end, mm.name, b.on_missing_reference
+                ))
         end,
         mm.name,
         b.severity,
@@ -471,75 +536,49 @@ as $$
             (p_steps ->> mm.name)::bigint as step
         offset 0
     ) as v
-    -- a fixed baseline resolves nothing (CASE: the function is not called)
+    -- a fixed baseline resolves nothing, a baseline without min_support reads no count (CASE: not called)
     cross join lateral (
-        select case when b.reference <> 'fixed' then regate_internal._reference(b, p_job_id, mm.name) end as ref
+        select
+            case when b.reference <> 'fixed' then regate_internal._reference(b, p_job_id, mm.name) end as ref,
+            case when b.support_metric is not null then regate_internal._support(b, mm.name, p_metrics) end
+                as support
         offset 0
     ) as r
     cross join lateral (
-        select case when b.support_metric is not null then regate_internal._support(b, mm.name, p_metrics) end
-            as support
+        select
+            r.support,
+            case
+                when b.reference = 'fixed' then b.baseline_value
+                else regate_internal._jsonb_float8(r.ref -> 'value')
+            end as value
         offset 0
-    ) as sup
-    cross join lateral (
-        select case
-            when b.reference = 'fixed' then b.baseline_value
-            else regate_internal._jsonb_float8(r.ref -> 'value')
-        end as value
-        offset 0
-    ) as ref
+    ) as resolved
     cross join lateral (
         select x.outcome, x.failed_criteria, x.relative_change
         from regate_internal._evaluate_check(
-            v.value, ref.value, b.greater_is_better, b.threshold, b.min_absolute_change, b.min_relative_change
+            v.value, resolved.value, b.greater_is_better, b.threshold, b.min_absolute_change, b.min_relative_change
         ) as x
         offset 0
     ) as e
-    -- repeated runs only (the gating condition keeps the statistics from running for a single value)
-    left join lateral (
-        select m.n, m.mean, m.stddev, m.ci_low, m.ci_high
-        from regate_internal._mean_interval(v.vals, b.confidence) as m
-        where v.vals is not null
-        offset 0
-    ) as g on true
+    -- repeated runs (CASE: single runs call nothing)
     cross join lateral (
-        select
-            case when b.greater_is_better then g.ci_low else g.ci_high end as worse,
-            case when b.greater_is_better then g.ci_high else g.ci_low end as better
-    ) as ends
-    left join lateral (
-        select x.outcome, x.failed_criteria, x.relative_change
-        from regate_internal._evaluate_check(
-            ends.worse, ref.value, b.greater_is_better, b.threshold, b.min_absolute_change, b.min_relative_change
-        ) as x
-        where g.mean is not null
+        select case when v.vals is not null then regate_internal._group_check(b, mm.name, v.vals, resolved.value) end as j
         offset 0
-    ) as ew on true
-    left join lateral (
-        select x.outcome, x.failed_criteria, x.relative_change
-        from regate_internal._evaluate_check(
-            ends.better, ref.value, b.greater_is_better, b.threshold, b.min_absolute_change, b.min_relative_change
-        ) as x
-        where g.mean is not null
-        offset 0
-    ) as eb on true
+    ) as gc
     cross join lateral (
         select case
             when
-                v.value is not null and sup.support is not null
-                and not coalesce((sup.support ->> 'value')::float8 >= b.min_support, false)
+                v.value is not null and resolved.support is not null
+                and not coalesce((resolved.support ->> 'value')::float8 >= b.min_support, false)
                 then 'insufficient_support'
             when v.value is not null and r.ref is not null and not (r.ref ->> 'resolved')::boolean then 'no_reference'
-            when g.n is not null and g.mean is null then 'invalid'
-            when g.n is not null and ew.outcome = 'passed' then 'passed'
-            when g.n is not null and eb.outcome = 'failed' then 'failed'
-            when g.n is not null then 'inconclusive'
+            when gc.j is not null then gc.j ->> 'outcome'
             else e.outcome
         end as outcome
     ) as o
     cross join lateral (
         select regate_internal._check_json(
-            b.id, mm.name, b.severity, b.greater_is_better, ref.value, b.threshold,
+            b.id, mm.name, b.severity, b.greater_is_better, resolved.value, b.threshold,
             b.min_absolute_change, b.min_relative_change, e.outcome, e.failed_criteria, v.value, v.step,
             e.relative_change
         ) as check_json

@@ -80,11 +80,25 @@ create or replace function regate_internal._checks_fdr(
     p_model_name text, p_model_version text, p_only text[], p_metrics jsonb, p_steps jsonb, p_job_id uuid
 )
 returns table (check_json jsonb, metric_name text, severity text, outcome text, effect text)
-language sql
+language plpgsql
 stable
 security invoker
 set search_path = pg_catalog, pg_temp
+-- One plan per session for each query below (their parameters change nothing a plan depends on).
+set plan_cache_mode = force_generic_plan
 as $$
+begin
+    -- the common case: no applicable baseline asks for the procedure
+    if not exists (
+        select from regate_internal._applicable_baselines(p_model_name, p_model_version, p_only) as b
+        where b.benjamini_hochberg
+    ) then
+        return query
+        select x.check_json, x.metric_name, x.severity, x.outcome, x.effect
+        from regate_internal._checks(p_model_name, p_model_version, p_only, p_metrics, p_steps, p_job_id) as x;
+        return;
+    end if;
+    return query
     with c as (
         select
             x.check_json,
@@ -141,7 +155,8 @@ as $$
         case when a.spared then 'inconclusive' else a.outcome end,
         case when a.spared then 'inconclusive' else a.effect end
     from adjusted as a
-    order by a.ord
+    order by a.ord;
+end;
 $$;
 
 -- regate_internal._evaluate(verdict, metrics, steps, required): the verdict (not yet recorded) for final metrics

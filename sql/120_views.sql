@@ -152,7 +152,17 @@ select
     array(select jsonb_array_elements_text(c.value -> 'failed_criteria')) as failed_criteria,
     c.value -> 'observed' as observed,
     (c.value ->> 'step')::bigint as step,
-    c.value ->> 'message' as message
+    c.value ->> 'message' as message,
+    c.value ->> 'family' as family,
+    c.value -> 'reference' as reference,
+    (c.value ->> 'n')::integer as n,
+    (c.value ->> 'mean')::float8 as mean,
+    (c.value ->> 'stddev')::float8 as stddev,
+    (c.value ->> 'ci_low')::float8 as ci_low,
+    (c.value ->> 'ci_high')::float8 as ci_high,
+    (c.value ->> 'confidence')::float8 as confidence,
+    (c.value ->> 'p_value')::float8 as p_value,
+    c.value -> 'support' as support
 from regate.validation_results as r
 cross join lateral jsonb_array_elements(r.checks) with ordinality as c (value, ordinality);
 

@@ -49,7 +49,7 @@ def test_the_interval_of_the_mean_decides(gated: Conn) -> None:
     assert check["mean"] == pytest.approx(mean, rel=1e-12) and check["observed"] == pytest.approx(mean, rel=1e-12)
     assert check["stddev"] == pytest.approx(sd, rel=1e-9)
     assert (check["ci_low"], check["ci_high"]) == (pytest.approx(mean - half, rel=1e-12), pytest.approx(mean + half))
-    assert check["message"].startswith("accuracy 0.871 ± 0.002776 (n=5) is significantly worse: even the better end")
+    assert check["message"].startswith("accuracy 0.871 ± 0.0028 (n=5) is significantly worse: even the better end")
     assert check["failed_criteria"] == ["min_relative_change"]
     # in between: inconclusive, a warning
     v = gate(gated, {"accuracy": [0.90, 0.86, 0.89]})
