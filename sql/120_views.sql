@@ -153,7 +153,7 @@ select
     c.value -> 'observed' as observed,
     (c.value ->> 'step')::bigint as step,
     c.value ->> 'message' as message,
-    c.value ->> 'family' as family,
+    c.value ->> 'family' as family,  -- noqa: RF04
     c.value -> 'reference' as reference,
     (c.value ->> 'n')::integer as n,
     (c.value ->> 'mean')::float8 as mean,
@@ -162,7 +162,7 @@ select
     (c.value ->> 'ci_high')::float8 as ci_high,
     (c.value ->> 'confidence')::float8 as confidence,
     (c.value ->> 'p_value')::float8 as p_value,
-    c.value -> 'support' as support
+    c.value -> 'support' as support  -- noqa: RF04
 from regate.validation_results as r
 cross join lateral jsonb_array_elements(r.checks) with ordinality as c (value, ordinality);
 
