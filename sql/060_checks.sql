@@ -459,14 +459,141 @@ begin
 end;
 $$;
 
+-- regate_internal._check_record(check, baseline, metric, outcome, reference, support, runs): the record of a check
+-- that is more than a fixed baseline's single run: the outcome, the statistics of repeated runs, the reference,
+-- the family and support, the Benjamini-Hochberg mark, and the sentence. PL/pgSQL, so that the checks query does
+-- not carry (and set up on every run) an expression it rarely needs.
+create or replace function regate_internal._check_record(
+    p_check jsonb,
+    p_baseline regate.model_baselines,
+    p_metric text,
+    p_outcome text,
+    p_reference jsonb,
+    p_support jsonb,
+    p_runs jsonb
+)
+returns jsonb
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    return p_check || coalesce(p_runs - 'message', '{}'::jsonb) || jsonb_build_object('outcome', p_outcome)
+        || case when p_baseline.reference = 'fixed' then '{}'::jsonb
+            else jsonb_build_object('reference', p_reference - 'resolved') end
+        || case when p_baseline.metric_name = p_metric then '{}'::jsonb
+            else jsonb_build_object('family', p_baseline.metric_name) end
+        || case when p_support is null then '{}'::jsonb else jsonb_build_object('support', p_support) end
+        || case when p_baseline.benjamini_hochberg then jsonb_build_object('fdr', 'benjamini_hochberg')
+            else '{}'::jsonb end
+        || jsonb_build_object('message', regate_internal._reference_message(
+            case
+                when p_outcome = 'insufficient_support' then format(
+                    '%s: skipped, its support %s is %s, below min_support %s', p_metric, p_support ->> 'metric',
+                    coalesce(p_support ->> 'value', 'not logged'), regate_internal._fmt(p_baseline.min_support)
+                )
+                when p_runs is null or p_outcome = 'no_reference' then p_check ->> 'message'
+                else p_runs ->> 'message'
+            end,
+            case when p_baseline.reference = 'fixed' then null else p_reference end, p_metric,
+            p_baseline.on_missing_reference
+        ));
+end;
+$$;
+
+-- regate_internal._complex_check(baseline, metric, metrics, steps, job_id): the check of one metric (the
+-- baseline's, or a member of its family) by a baseline that is more than a fixed one on a single run: a champion or
+-- rolling reference (regate_internal._reference; unresolved: no_reference), a family member's support
+-- (insufficient_support), repeated runs (regate_internal._group_check). Returns {check_json, outcome, effect}.
+-- PL/pgSQL, so that the checks query stays small for the fixed baselines it mostly sees.
+create or replace function regate_internal._complex_check(
+    p_baseline regate.model_baselines, p_metric text, p_metrics jsonb, p_steps jsonb, p_job_id uuid
+)
+returns jsonb
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+set extra_float_digits = 3
+as $$
+declare
+    v_raw jsonb := p_metrics -> p_metric;
+    v_value double precision;
+    v_runs double precision [];
+    v_step bigint := (p_steps ->> p_metric)::bigint;
+    v_ref jsonb;
+    v_reference double precision := p_baseline.baseline_value;
+    v_support jsonb;
+    v_group jsonb;
+    e record;
+    v_outcome text;
+    v_check jsonb;
+begin
+    if jsonb_typeof(v_raw) = 'array' then
+        v_value := regate_internal._jsonb_float8(v_raw -> 0);
+        if jsonb_array_length(v_raw) > 1 then
+            v_runs := array(
+                select regate_internal._jsonb_float8(a.value)
+                from jsonb_array_elements(v_raw) with ordinality as a (value, i)
+                order by a.i
+            );
+        end if;
+    else
+        v_value := regate_internal._jsonb_float8(v_raw);
+    end if;
+    if p_baseline.reference <> 'fixed' then
+        v_ref := regate_internal._reference(p_baseline, p_job_id, p_metric);
+        v_reference := regate_internal._jsonb_float8(v_ref -> 'value');
+    end if;
+    if p_baseline.support_metric is not null then
+        v_support := regate_internal._support(p_baseline, p_metric, p_metrics);
+    end if;
+    select x.outcome, x.failed_criteria, x.relative_change into e
+    from regate_internal._evaluate_check(
+        v_value, v_reference, p_baseline.greater_is_better, p_baseline.threshold, p_baseline.min_absolute_change,
+        p_baseline.min_relative_change
+    ) as x;
+    if v_runs is not null then
+        v_group := regate_internal._group_check(p_baseline, p_metric, v_runs, v_reference);
+    end if;
+    v_outcome := case
+        when
+            v_value is not null and v_support is not null
+            and not coalesce((v_support ->> 'value')::double precision >= p_baseline.min_support, false)
+            then 'insufficient_support'
+        when v_value is not null and v_ref is not null and not (v_ref ->> 'resolved')::boolean then 'no_reference'
+        when v_group is not null then v_group ->> 'outcome'
+        else e.outcome
+    end;
+    v_check := regate_internal._check_json(
+        p_baseline.id, p_metric, p_baseline.severity, p_baseline.greater_is_better, v_reference, p_baseline.threshold,
+        p_baseline.min_absolute_change, p_baseline.min_relative_change, e.outcome, e.failed_criteria, v_value, v_step,
+        e.relative_change
+    );
+    return jsonb_build_object(
+        'check_json', regate_internal._check_record(
+            v_check, p_baseline, p_metric, v_outcome, v_ref, v_support, v_group
+        ),
+        'outcome', v_outcome,
+        'effect', case v_outcome
+            when 'passed' then 'pass'
+            when 'insufficient_support' then 'pass'
+            when 'no_reference' then p_baseline.on_missing_reference
+            when 'inconclusive' then 'inconclusive'
+            else 'fail'
+        end
+    );
+end;
+$$;
+
 -- regate_internal._checks(model, version, metrics_to_validate, metrics, steps, job_id): the checks of every
 -- applicable baseline against final metrics (name -> value) and their steps (name -> step), in (metric,
--- severity) order: one query, one snapshot, the check functions inlined into it. A champion or rolling baseline's
--- reference is resolved for the job (regate_internal._reference); unresolved, the check is no_reference. A family
--- baseline (metric_name ending in /*) checks each member (regate_internal._family_members); with min_support, a
--- member below its support count is insufficient_support. A value that is an array of two or more numbers is
--- repeated runs (regate_internal._group_check). `effect` is what the check counts as: pass, warn, fail or
--- inconclusive.
+-- severity) order: one query, one snapshot. A fixed baseline of one metric on a single run takes the lean path,
+-- its check functions inlined into the query; any other (a champion or rolling reference, a family member, a
+-- support count, repeated runs, Benjamini-Hochberg) is checked by regate_internal._complex_check. A family baseline
+-- (metric_name ending in /*) checks each member (regate_internal._family_members). `effect` is what the check
+-- counts as: pass, warn, fail or inconclusive.
 create or replace function regate_internal._checks(
     p_model_name text, p_model_version text, p_only text[], p_metrics jsonb, p_steps jsonb, p_job_id uuid
 )
@@ -476,109 +603,48 @@ stable
 security invoker
 as $$
     select
-        case
-            when
-                b.reference = 'fixed' and gc.j is null and b.metric_name = mm.name and resolved.support is null
-                and not b.benjamini_hochberg
-                then c.check_json
-            else
-                c.check_json || coalesce(gc.j - 'message', '{}'::jsonb) || jsonb_build_object('outcome', o.outcome)
-                || case when b.reference = 'fixed' then '{}'::jsonb else jsonb_build_object('reference', r.ref - 'resolved') end
-                || case when b.metric_name = mm.name then '{}'::jsonb else jsonb_build_object('family', b.metric_name) end
-                || case when resolved.support is null then '{}'::jsonb else jsonb_build_object('support', resolved.support) end
-                || case when b.benjamini_hochberg then jsonb_build_object('fdr', 'benjamini_hochberg') else '{}'::jsonb end
-                || jsonb_build_object('message', regate_internal._reference_message(
-                    case
-                        when o.outcome = 'insufficient_support' then format(
-                            '%s: skipped, its support %s is %s, below min_support %s', mm.name,
-                            resolved.support ->> 'metric', coalesce(resolved.support ->> 'value', 'not logged'),
-                            regate_internal._fmt(b.min_support)
-                        )
-                        when gc.j is null or o.outcome = 'no_reference' then c.check_json ->> 'message'
-                        else gc.j ->> 'message'
-                    end,
-                    case when b.reference = 'fixed' then null else r.ref end, mm.name, b.on_missing_reference
-                ))
-        end,
+        case when k.lean then c.check_json else (x.cx -> 'check_json') end,
         mm.name,
         b.severity,
-        o.outcome,
-        case o.outcome
-            when 'passed' then 'pass'
-            when 'insufficient_support' then 'pass'
-            when 'no_reference' then b.on_missing_reference
-            when 'inconclusive' then 'inconclusive'
-            else 'fail'
-        end
+        case when k.lean then e.outcome else x.cx ->> 'outcome' end,
+        case when not k.lean then x.cx ->> 'effect' when e.outcome = 'passed' then 'pass' else 'fail' end
     from regate_internal._applicable_baselines(p_model_name, p_model_version, p_only) as b
     -- the metrics the baseline covers: its own, or each member of its family
+    cross join lateral unnest(
+        case
+            when right(b.metric_name, 2) = '/*'
+                then array(select f.name from regate_internal._family_members(b, p_metrics, p_job_id) as f (name))
+            else array[b.metric_name]
+        end
+    ) as mm (name)
     cross join lateral (
-        select f.name from regate_internal._family_members(b, p_metrics, p_job_id) as f (name)
-        where right(b.metric_name, 2) = '/*'
-        union all
-        select b.metric_name where right(b.metric_name, 2) <> '/*'
-    ) as mm
+        select
+            b.reference = 'fixed' and right(b.metric_name, 2) <> '/*' and b.support_metric is null
+            and not b.benjamini_hochberg and coalesce(jsonb_typeof(p_metrics -> mm.name), '') <> 'array' as lean
+    ) as k
     -- offset 0 fences: each value is computed once per baseline instead of once per reference.
     cross join lateral (
         select
-            case
-                when jsonb_typeof(p_metrics -> mm.name) = 'array'
-                    then regate_internal._jsonb_float8(p_metrics -> mm.name -> 0)
-                else regate_internal._jsonb_float8(p_metrics -> mm.name)
-            end as value,
-            case when jsonb_typeof(p_metrics -> mm.name) = 'array' and jsonb_array_length(p_metrics -> mm.name) > 1
-                then array(
-                    select regate_internal._jsonb_float8(e.value)
-                    from jsonb_array_elements(p_metrics -> mm.name) with ordinality as e (value, i)
-                    order by e.i
-                )
-            end as vals,
+            regate_internal._jsonb_float8(p_metrics -> mm.name) as value,
             (p_steps ->> mm.name)::bigint as step
         offset 0
     ) as v
-    -- a fixed baseline resolves nothing, a baseline without min_support reads no count (CASE: not called)
-    cross join lateral (
-        select
-            case when b.reference <> 'fixed' then regate_internal._reference(b, p_job_id, mm.name) end as ref,
-            case when b.support_metric is not null then regate_internal._support(b, mm.name, p_metrics) end
-                as support
-        offset 0
-    ) as r
-    cross join lateral (
-        select
-            r.support,
-            case
-                when b.reference = 'fixed' then b.baseline_value
-                else regate_internal._jsonb_float8(r.ref -> 'value')
-            end as value
-        offset 0
-    ) as resolved
     cross join lateral (
         select x.outcome, x.failed_criteria, x.relative_change
         from regate_internal._evaluate_check(
-            v.value, resolved.value, b.greater_is_better, b.threshold, b.min_absolute_change, b.min_relative_change
+            v.value, b.baseline_value, b.greater_is_better, b.threshold, b.min_absolute_change,
+            b.min_relative_change
         ) as x
         offset 0
     ) as e
-    -- repeated runs (CASE: single runs call nothing)
     cross join lateral (
-        select case when v.vals is not null then regate_internal._group_check(b, mm.name, v.vals, resolved.value) end as j
+        select case when not k.lean then regate_internal._complex_check(b, mm.name, p_metrics, p_steps, p_job_id) end
+            as cx
         offset 0
-    ) as gc
-    cross join lateral (
-        select case
-            when
-                v.value is not null and resolved.support is not null
-                and not coalesce((resolved.support ->> 'value')::float8 >= b.min_support, false)
-                then 'insufficient_support'
-            when v.value is not null and r.ref is not null and not (r.ref ->> 'resolved')::boolean then 'no_reference'
-            when gc.j is not null then gc.j ->> 'outcome'
-            else e.outcome
-        end as outcome
-    ) as o
+    ) as x
     cross join lateral (
         select regate_internal._check_json(
-            b.id, mm.name, b.severity, b.greater_is_better, resolved.value, b.threshold,
+            b.id, mm.name, b.severity, b.greater_is_better, b.baseline_value, b.threshold,
             b.min_absolute_change, b.min_relative_change, e.outcome, e.failed_criteria, v.value, v.step,
             e.relative_change
         ) as check_json
