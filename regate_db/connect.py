@@ -151,3 +151,17 @@ def stop_embedded(root: Path | None = None) -> bool:
     except Exception as exc:
         raise EmbeddedError(f"cannot stop the embedded PostgreSQL in {running.pgdata}: {exc}") from exc
     return True
+
+
+async def connect_async(dsn: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+    """:func:`connect` for asyncio: an autocommit connection without server-side prepared statements."""
+    kwargs.setdefault("connect_timeout", 10)
+    kwargs.setdefault("application_name", "regate-db")
+    kwargs.setdefault("autocommit", True)
+    kwargs.setdefault("prepare_threshold", None)
+    try:
+        return await psycopg.AsyncConnection.connect(dsn, **kwargs)
+    except psycopg.ProgrammingError as exc:
+        raise ConnectError(f"invalid connection string: {_first_line(exc)}") from exc
+    except psycopg.OperationalError as exc:
+        raise ConnectError(f"cannot connect to {describe_dsn(dsn)}: {_first_line(exc)}") from exc

@@ -53,7 +53,7 @@ def _primary(exc: psycopg.Error) -> str:
     return exc.diag.message_primary or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _translate(conn: psycopg.Connection[Any], exc: psycopg.Error, action: str) -> Exception:
+def translate_error(conn: psycopg.Connection[Any], exc: psycopg.Error, action: str) -> Exception:
     """The exception for a psycopg error of ``action`` (e.g. 'create baselines'): one clear line each."""
     primary = _primary(exc)
     if exc.sqlstate == "RG012":
@@ -94,7 +94,7 @@ def _rows(
             cur.execute(sql.SQL(query) if isinstance(query, str) else query, params)
             return list(cur.fetchall()) if cur.description is not None else []
     except psycopg.Error as exc:
-        raise _translate(conn, exc, action) from exc
+        raise translate_error(conn, exc, action) from exc
 
 
 def _one(conn: psycopg.Connection[Any], action: str, query: sql.SQL | sql.Composed | str, params: Any = None) -> Row:
