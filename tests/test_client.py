@@ -111,7 +111,7 @@ def test_a_value_that_is_not_a_number_is_refused_before_anything_is_sent(db: Con
             client.log_metrics(job, 2, accuracy="0.6")
         with pytest.raises(InvalidMetricError, match="step must be a non-negative integer"):
             client.log_metrics(job, -1, accuracy=0.5)
-        with pytest.raises(InvalidMetricError, match="metric flag at step 3 must be a number.*bool"):
+        with pytest.raises(InvalidMetricError, match=r"metric flag at step 3 must be a number.*bool"):
             client.log_metrics(job, 3, flag=True)
         assert client.flush() == 1  # the good row only
     # the database's own rules still apply (and its RG001 message names the key): a reserved key
@@ -131,7 +131,7 @@ def test_the_database_errors_arrive_as_rg_exceptions(baselines: Conn, db_dsn: st
         with pytest.raises(JobCompletedError):
             client.flush()
         assert client.flush() == 0  # the refused batch is not retried forever
-        with pytest.raises(JobNotFoundError, match="RG008|no training job"):
+        with pytest.raises(JobNotFoundError, match="no training job with id"):
             client.complete_job(uuid.uuid4())
 
 
