@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test test-pg15 lint format bench bench-quick perf-doc clean stop-servers
+.PHONY: help venv demo test test-pg15 lint format bench bench-quick perf-doc dist clean stop-servers
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ bench-quick: $(STAMP) ## Run the benchmarks in quick mode (under a minute)
 
 perf-doc: $(STAMP) ## Regenerate the figure tables of docs/performance.md from bench/results.json
 	$(PY) -m bench.report
+
+dist: $(STAMP) ## Build the sdist and the wheel into dist/ (pip install 'dist/regate_db-<version>-py3-none-any.whl[embedded]')
+	rm -rf dist
+	$(PY) -m build --outdir dist .
 
 stop-servers: ## Stop embedded PostgreSQL servers leaked by killed test runs
 	@scripts/stop-stale-servers.sh

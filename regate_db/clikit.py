@@ -12,7 +12,7 @@ import click
 import psycopg
 
 from regate_db import connect as connect_mod
-from regate_db.errors import NoDatabaseError
+from regate_db.errors import ConnectError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,9 +20,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 @dataclass
 class Options:
     dsn: str | None = None
-    embedded: bool = False
+    embedded: bool = False  # --embedded, given by the user: wins over the environment
     debug: bool = False
     json: bool = False
+    embedded_default: bool = False  # the command's own fallback (the demo): the environment wins
 
 
 def echo_err(message: str) -> None:
@@ -68,19 +69,33 @@ def json_option(f: F) -> F:
     )(f)
 
 
+def resolve(opts: Options, *, announce: bool = True) -> tuple[str, str]:
+    """The DSN the options name and where it came from, starting the embedded server when that is the choice
+    (``announce``: say on stderr where it keeps its data, and which environment variables --embedded overrode)."""
+    choice = connect_mod.choose_dsn(opts.dsn, embedded=opts.embedded, embedded_default=opts.embedded_default)
+    if choice.dsn is not None:
+        return choice.dsn, choice.source
+    if choice.ignored:
+        echo_err(f"--embedded: using the embedded server, not {' or '.join(choice.ignored)}")
+    server = connect_mod.start_embedded()
+    if announce:
+        echo_err(f"embedded PostgreSQL: data in {server.pgdata}")
+        echo_err(f"  connect with: psql '{server.dsn}'")
+    return server.dsn, choice.source
+
+
+def connect_from(dsn: str, source: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """:func:`regate_db.connect.connect`, its error naming where the DSN came from."""
+    try:
+        return connect_mod.connect(dsn, **kwargs)
+    except ConnectError as exc:
+        raise ConnectError(f"{exc} (database from {source})") from exc
+
+
 @contextmanager
 def connection(opts: Options, *, announce: bool = True) -> Iterator[psycopg.Connection[Any]]:
     """A connection to the database the options name (starting the embedded server with --embedded)."""
-    dsn = connect_mod.resolve_dsn(opts.dsn)
-    if dsn is None:
-        if not opts.embedded:
-            raise NoDatabaseError(connect_mod.NO_DATABASE_HELP)
-        server = connect_mod.start_embedded()
-        if announce:
-            echo_err(f"embedded PostgreSQL: data in {server.pgdata}")
-            echo_err(f"  connect with: psql '{server.dsn}'")
-        dsn = server.dsn
-    conn = connect_mod.connect(dsn)
+    conn = connect_from(*resolve(opts, announce=announce))
     try:
         yield conn
     finally:

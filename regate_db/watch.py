@@ -39,9 +39,8 @@ import click
 import psycopg
 from psycopg.rows import dict_row
 
-from regate_db import connect as connect_mod
-from regate_db.clikit import Options, db_options, echo_err, json_option
-from regate_db.errors import NoDatabaseError, RegateError
+from regate_db.clikit import Options, connect_from, db_options, echo_err, json_option, resolve
+from regate_db.errors import RegateError
 from regate_db.gates import require_schema
 
 CHANNEL = "regate_alerts"
@@ -390,22 +389,12 @@ def check_outbox(conn: psycopg.Connection[Any]) -> None:
 # --- the command -----------------------------------------------------------------------------------------------
 
 
-def _resolve_dsn(opts: Options) -> str:
-    dsn = connect_mod.resolve_dsn(opts.dsn)
-    if dsn is not None:
-        return dsn
-    if not opts.embedded:
-        raise NoDatabaseError(connect_mod.NO_DATABASE_HELP)
-    server = connect_mod.start_embedded()
-    echo_err(f"embedded PostgreSQL: data in {server.pgdata}")
-    return server.dsn
-
-
-def _connector(dsn: str) -> Callable[[], psycopg.Connection[Any]]:
+def _connector(dsn: str, source: str) -> Callable[[], psycopg.Connection[Any]]:
     def connect() -> psycopg.Connection[Any]:
         # keepalives: a listener on a dead TCP connection would otherwise wait for ever (ignored on Unix sockets)
-        conn = connect_mod.connect(
+        conn = connect_from(
             dsn,
+            source,
             autocommit=True,
             application_name="regate-db watch",
             keepalives=1,
@@ -551,7 +540,7 @@ def watch_cmd(
     if since_id is not None and since is not None:
         raise click.UsageError("give --since-id or --since, not both")
     start_from_state = read_state(state) if state is not None else None
-    connect = _connector(_resolve_dsn(opts))
+    connect = _connector(*resolve(opts))
     with connect() as conn:
         check_outbox(conn)
         if start_from_state is not None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from regate_db.connect import NO_DATABASE_HELP, resolve_dsn
+from regate_db.connect import EMBEDDED, NO_DATABASE_HELP, DsnChoice, choose_dsn, resolve_dsn
+from regate_db.errors import NoDatabaseError
 from regate_db.resources import default_source
 from tests.conftest import ServerInfo
 from tests.helpers import run
@@ -21,6 +22,43 @@ def test_resolution_order() -> None:
     assert resolve_dsn(None, {"PGHOST": "h"}) == ""  # libpq reads its own environment
     assert resolve_dsn(None, {"PGDATABASE": "d"}) == ""
     assert resolve_dsn(None, {}) is None
+
+
+def test_choice_and_source_of_the_database() -> None:
+    env = {"REGATE_DATABASE_URL": "dbname=a", "DATABASE_URL": "dbname=b", "PGHOST": "h"}
+    assert choose_dsn("dbname=x", env=env) == DsnChoice("dbname=x", "--dsn")
+    assert choose_dsn(None, env=env) == DsnChoice("dbname=a", "$REGATE_DATABASE_URL")
+    assert choose_dsn(None, env={"DATABASE_URL": "dbname=b"}) == DsnChoice("dbname=b", "$DATABASE_URL")
+    assert choose_dsn(None, env={"PGHOST": "h", "PGUSER": "u"}) == DsnChoice(
+        "", "the libpq environment (PGHOST, PGUSER)"
+    )
+    # --embedded given by the user wins over the environment, and says what it overrode
+    assert choose_dsn(None, embedded=True, env=env) == DsnChoice(
+        None, EMBEDDED, ("$REGATE_DATABASE_URL", "$DATABASE_URL", "PGHOST")
+    )
+    # a command's own fallback to the embedded server (the demo) does not
+    assert choose_dsn(None, embedded_default=True, env=env) == DsnChoice("dbname=a", "$REGATE_DATABASE_URL")
+    assert choose_dsn(None, embedded_default=True, env={}) == DsnChoice(None, EMBEDDED)
+    with pytest.raises(NoDatabaseError, match="--dsn and --embedded name two different databases"):
+        choose_dsn("dbname=x", embedded=True, env={})
+    with pytest.raises(NoDatabaseError):
+        choose_dsn(None, env={})
+
+
+def test_a_connection_failure_names_where_the_database_came_from(
+    cli_env: dict[str, str], regate_cmd: list[str]
+) -> None:
+    nowhere = "postgresql://nobody@127.0.0.1:1/nowhere"
+    for args, env, source in (
+        (("status", "--dsn", nowhere), cli_env, "(database from --dsn)"),
+        (("status",), {**cli_env, "DATABASE_URL": nowhere}, "(database from $DATABASE_URL)"),
+        (("history",), {**cli_env, "REGATE_DATABASE_URL": nowhere}, "(database from $REGATE_DATABASE_URL)"),
+        (("migrate",), {**cli_env, "PGHOST": "127.0.0.1", "PGPORT": "1"}, "(database from the libpq environment"),
+    ):
+        proc = run(regate_cmd, env, *args)
+        assert proc.returncode == 2, proc
+        assert proc.stderr.startswith("error: cannot connect to ") and source in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_no_database_explains_how_to_give_one(cli_env: dict[str, str], regate_cmd: list[str]) -> None:
@@ -158,6 +196,11 @@ def test_embedded_start_reuse_and_stop(tmp_path: Path, cli_env: dict[str, str], 
             assert conn.execute("select regate.schema_version()").fetchone() is not None
         again = run(regate_cmd, env, "--embedded", "migrate")  # reuses the running server
         assert "nothing to do" in again.stdout
+        # --embedded, given explicitly (here after the subcommand), wins over the environment and says so
+        nowhere = {**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nowhere"}
+        explicit = run(regate_cmd, nowhere, "status", "--embedded")
+        assert explicit.returncode == 0, explicit.stderr
+        assert "--embedded: using the embedded server, not $DATABASE_URL" in explicit.stderr
         stop = run(regate_cmd, env, "embedded", "stop")
         assert stop.returncode == 0 and "stopped" in stop.stdout
         assert "not running" in run(regate_cmd, env, "embedded", "status").stdout
