@@ -139,9 +139,8 @@ def test_demo_uses_the_embedded_server_by_default(
         proc = run(regate_cmd, env, "demo")
         assert proc.returncode == 0, proc.stderr
         assert f"embedded PostgreSQL: data in {root / 'pgdata'}" in proc.stderr
-        assert "the embedded PostgreSQL keeps running, with the demo's data: stop it with `regate-db embedded stop`" in (
-            proc.stderr
-        )
+        kept = "the embedded PostgreSQL keeps running, with the demo's data: stop it with `regate-db embedded stop`"
+        assert kept in proc.stderr
         assert [s for _, s in verdicts(proc.stdout)] == ["passed", "failed", "passed", "blocked"]
         assert [s for _, s in group_verdicts(proc.stdout)] == ["passed", "blocked", "warning"]
     finally:

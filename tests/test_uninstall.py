@@ -104,7 +104,7 @@ def test_a_writer_cannot_uninstall(db: Conn, logins: Logins, regate_cmd: list[st
     dsn = psycopg.conninfo.make_conninfo(logins.dsn, user=name, password=f"pw-{name}")
     refused = run(regate_cmd, cli_env, "uninstall", "--dsn", dsn, "--yes")
     assert refused.returncode == 2
-    assert f"only the owner of schemas regate and regate_internal (or a superuser) may uninstall regate-db" in (
+    assert "only the owner of schemas regate and regate_internal (or a superuser) may uninstall regate-db" in (
         refused.stderr
     )
     assert f"connected as {name}" in refused.stderr
