@@ -174,7 +174,7 @@ def baseline_group() -> None:
 )
 @click.option("--threshold", type=float, help="The value must be >= it (higher is better) or <= it.")
 @click.option("--min-absolute-change", type=float, help="Beat the value by at least this; negative: tolerated loss.")
-@click.option("--min-relative-change", type=float, help="The same, relative to |value| (-0.05: at most 5%% worse).")
+@click.option("--min-relative-change", type=float, help="The same, relative to |value| (-0.05: at most 5% worse).")
 @click.option("--severity", type=click.Choice(["critical", "warning"]), default="critical", show_default=True)
 @click.option("--model-version", metavar="VERSION", help="Only for this version of the model (default: all).")
 @click.option("--description", metavar="TEXT")
@@ -307,7 +307,7 @@ def baseline_list(opts: Options, model: str | None, include_inactive: bool) -> N
 @click.option(
     "--min-relative-change",
     type=float,
-    help="Criterion relative to the promoted value (-0.05: at most 5%% worse). Default: the value is a threshold.",
+    help="Criterion relative to the promoted value (-0.05: at most 5% worse). Default: the value is a threshold.",
 )
 @click.option("--severity", type=click.Choice(["critical", "warning"]), default="critical", show_default=True)
 @click.option("--higher-is-better", "higher", multiple=True, metavar="NAME", help="Direction of a metric (repeatable).")

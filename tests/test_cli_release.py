@@ -343,10 +343,13 @@ def test_help_has_an_example_for_every_command(cli_env: dict[str, str], regate_c
         proc = ok(run(regate_cmd, cli_env, *args, "--help"))
         assert "Example" in proc.stdout and "--dsn" in proc.stdout, args
         assert f"regate-db {' '.join(args)}" in proc.stdout, args
+        assert "%%" not in proc.stdout, args  # click does not %-format help texts
         if args[0] not in ("baseline", "policy"):
             assert "--json" in proc.stdout, args
     assert "Exit status: 0" in ok(run(regate_cmd, cli_env, "gate", "--help")).stdout
-    for args in (["migrate"], ["status"], ["demo"], ["gates", "off"], ["gates", "on"], ["gates", "status"]):
+    for args in (
+        ["migrate"], ["status"], ["demo"], ["gates", "off"], ["gates", "on"], ["gates", "status"], ["uninstall"],
+    ):  # fmt: skip
         assert "--dsn" in ok(run(regate_cmd, cli_env, *args, "--help")).stdout, args
 
 

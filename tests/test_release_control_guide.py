@@ -1,4 +1,4 @@
-"""docs/user-guide.md walks through release control: its recipes run, and the three rollout stages are there.
+"""docs/release-control.md walks through release control: its recipes run, and the three rollout stages are there.
 
 * Every ```sql block runs, in order, on a fresh migrated database, with the conventions of tests/test_docs.py
   (``-- expect-error: NNNNN`` first lines, ``-- =>`` result rows); the four-eyes recipe plays two admin logins
@@ -24,7 +24,7 @@ import pytest
 from tests.helpers import REPO
 from tests.test_docs import Block, run_block, sql_blocks
 
-USER_GUIDE = REPO / "docs" / "user-guide.md"
+USER_GUIDE = REPO / "docs" / "release-control.md"
 GUIDE_ROLES = ("regate_guide_ana", "regate_guide_ben")
 REFERENCES = "Baselines that track reality"
 REFERENCE_PARTS = (
@@ -63,11 +63,11 @@ def shown_rows(blocks: list[Block]) -> list[str]:
     return [row for b in blocks for row in (b.expect_rows or [])]
 
 
-def test_user_guide_shows_baselines_that_track_reality() -> None:
+def test_release_control_guide_shows_baselines_that_track_reality() -> None:
     text = USER_GUIDE.read_text(encoding="utf-8")
     lines = text.splitlines()
     blocks = sql_blocks(USER_GUIDE)
-    assert f"## {REFERENCES}" in lines, f"docs/user-guide.md has no section '{REFERENCES}'"
+    assert f"## {REFERENCES}" in lines, f"docs/release-control.md has no section '{REFERENCES}'"
     # after the rollout stages and deployments, before the emergency path
     assert lines.index("## Deployments and champions") < lines.index(f"## {REFERENCES}")
     assert lines.index(f"## {REFERENCES}") < lines.index("## The emergency path")
@@ -107,11 +107,11 @@ def test_user_guide_shows_baselines_that_track_reality() -> None:
     assert "failed | t | inconclusive" in rows, "with inconclusiveFails, inconclusive fails (and blocks)"
 
 
-def test_user_guide_has_a_recipe_per_rollout_stage() -> None:
+def test_release_control_guide_has_a_recipe_per_rollout_stage() -> None:
     text = USER_GUIDE.read_text(encoding="utf-8")
     blocks = sql_blocks(USER_GUIDE)
     for heading in STAGES:
-        assert f"## {heading}" in text.splitlines(), f"docs/user-guide.md has no section '{heading}'"
+        assert f"## {heading}" in text.splitlines(), f"docs/release-control.md has no section '{heading}'"
         recipe = stage_blocks(blocks, text, heading)
         assert any("regate.set_policy(" in b.sql for b in recipe), f"'{heading}' has no set_policy recipe"
         assert any(b.expect_rows for b in recipe), f"'{heading}' shows no checked result"
@@ -131,12 +131,12 @@ def test_user_guide_has_a_recipe_per_rollout_stage() -> None:
     assert "docs/alerts.md" in text or "(alerts.md)" in text
 
 
-def test_user_guide_examples_run_in_order(db: psycopg.Connection[Any]) -> None:
+def test_release_control_guide_examples_run_in_order(db: psycopg.Connection[Any]) -> None:
     row = db.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()
     if not row or not row[0]:
         pytest.skip("the four-eyes recipe plays two logins with SET SESSION AUTHORIZATION: it needs a superuser")
     blocks = sql_blocks(USER_GUIDE)
-    assert len(blocks) >= 20, "docs/user-guide.md lost its recipes"
+    assert len(blocks) >= 20, "docs/release-control.md lost its recipes"
     assert {"RG012", "42501", "22023"} <= {b.expect_error for b in blocks}
     try:
         for block in blocks:
