@@ -5,7 +5,7 @@
     with Client("postgresql://trainer@db/ml") as client:
         job = client.create_job("sentiment-bert", version="2.1", config={"blockOnCriticalFailures": True})
         for step in range(1, 1001):
-            client.log_metrics(job, step, train_loss=loss, accuracy=acc)   # buffered, sent with COPY
+            client.log_metrics(job, step, train_loss=loss, accuracy=acc)   # buffered, sent in one statement per batch
         verdict = client.complete_job(job)          # the database's verdict, from the completing UPDATE
         if verdict.blocked:
             raise SystemExit(verdict.message)
@@ -55,8 +55,22 @@ __all__ = [
 
 #: The metric columns of ``regate.local_training_metrics``; every other metric goes into its ``metrics`` object.
 METRIC_COLUMNS = ("epoch", "train_loss", "eval_loss", "perplexity", "learning_rate", "grad_norm")
-_COPY_COLUMNS = ("job_id", "step", *METRIC_COLUMNS, "metrics")
-_COPY_SQL = "copy regate.local_training_metrics ({}) from stdin".format(", ".join(_COPY_COLUMNS))
+_ROW_COLUMNS = ("job_id", "step", *METRIC_COLUMNS, "metrics")
+# One statement per batch, whatever its size: the columns as arrays, unnested server-side. Not COPY: PostgreSQL
+# refuses COPY FROM into a table with row-level security for every login but superusers and BYPASSRLS roles.
+_INSERT_SQL = (
+    "insert into regate.local_training_metrics ({}) select * from unnest("
+    "%s::uuid[], %s::bigint[], {}, %s::jsonb[])".format(
+        ", ".join(_ROW_COLUMNS), ", ".join("%s::float8[]" for _ in METRIC_COLUMNS)
+    )
+)
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """The rows as one list per column (the parameters of :data:`_INSERT_SQL`)."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 _CREATE_JOB_SQL = (
     "insert into regate.local_training_jobs (model_name, model_version, config, status, run_group, run_group_size)"
     " values (%s, %s, %s, 'running', %s, %s) returning id"
@@ -94,7 +108,7 @@ def _column_number(name: str, step: int, value: Any) -> float | None:
 
 
 def metric_row(job_id: uuid.UUID | str, step: int, metrics: Mapping[str, Any]) -> tuple[Any, ...]:
-    """One row of ``regate.local_training_metrics`` in :data:`_COPY_COLUMNS` order: the metric columns by name,
+    """One row of ``regate.local_training_metrics`` in :data:`_ROW_COLUMNS` order: the metric columns by name,
     every other metric in ``metrics``. Raises :class:`InvalidMetricError` for a step that is not a non-negative
     int or a value that is not a number. ``None`` values are left out (not logged)."""
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
@@ -202,9 +216,9 @@ class _Buffer:
 class Client:
     """regate-db for training code, over a DSN, a psycopg connection or a connection pool (see the module doc).
 
-    Metric rows are buffered and sent with one COPY per ``buffer_size`` rows, on :meth:`flush`, before
-    :meth:`complete_job` and when the client is closed. A failed send raises the database's error and the rows of
-    that batch are not kept (COPY is all or nothing: none of them was stored).
+    Metric rows are buffered and sent with one INSERT per ``buffer_size`` rows (the columns as arrays), on
+    :meth:`flush`, before :meth:`complete_job` and when the client is closed. A failed send raises the database's
+    error and the rows of that batch are not kept (the statement is all or nothing: none of them was stored).
     """
 
     def __init__(self, source: str | psycopg.Connection[Any] | _SyncPool, *, buffer_size: int = 1000) -> None:
@@ -292,13 +306,12 @@ class Client:
             self.flush()
 
     def flush(self) -> int:
-        """Send the buffered metric rows with one COPY; the number of rows sent."""
+        """Send the buffered metric rows in one statement; the number of rows sent."""
         rows = self._buffer.take()
         if not rows:
             return 0
-        with self._transaction("log metrics") as conn, conn.cursor() as cur, cur.copy(_COPY_SQL) as copy:
-            for row in rows:
-                copy.write_row(row)
+        with self._transaction("log metrics") as conn:
+            conn.execute(_INSERT_SQL, _columns(rows))
         return len(rows)
 
     def complete_job(self, job_id: uuid.UUID | str, *, status: str = "completed") -> Verdict:
@@ -464,9 +477,8 @@ class AsyncClient:
         rows = self._buffer.take()
         if not rows:
             return 0
-        async with self._transaction("log metrics") as conn, conn.cursor() as cur, cur.copy(_COPY_SQL) as copy:
-            for row in rows:
-                await copy.write_row(row)
+        async with self._transaction("log metrics") as conn:
+            await conn.execute(_INSERT_SQL, _columns(rows))
         return len(rows)
 
     async def complete_job(self, job_id: uuid.UUID | str, *, status: str = "completed") -> Verdict:

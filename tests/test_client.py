@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from regate_db import AsyncClient, Client, Verdict
 from regate_db.errors import InvalidGateConfigError, InvalidMetricError, JobCompletedError, JobNotFoundError
+from tests.security.conftest import Logins
 
 Conn = psycopg.Connection[Any]
 MODEL = "client-model"
@@ -199,6 +200,26 @@ def test_over_a_pool_the_explicit_gate_baselines_and_revalidation(db: Conn, db_d
         assert client.complete_job(job).status == "passed"
         again = client.validate(job)
         assert again.record is not None and again.record.source == "manual" and again.status == "passed"
+
+
+def test_a_writer_login_logs_and_completes_its_own_job(baselines: Conn, db_dsn: str) -> None:
+    """Not a superuser: row-level security applies (and COPY FROM would be refused on these tables)."""
+    logins = Logins(baselines, db_dsn)
+    try:
+        name = logins.role("writer")
+        with Client(psycopg.conninfo.make_conninfo(db_dsn, user=name, password=f"pw-{name}")) as client:
+            job = client.create_job(MODEL)
+            for step in range(1, 6):
+                client.log_metrics(job, step, eval_loss=0.45 - step / 100, accuracy=0.9 + step / 100, n=step)
+            verdict = client.complete_job(job)
+        assert (verdict.status, len(verdict.checks)) == ("passed", 2)
+        assert baselines.execute(
+            "select owner_id, (select count(*) from regate.local_training_metrics where job_id = j.id)"
+            " from regate.local_training_jobs as j where id = %s",
+            (job,),
+        ).fetchone() == (name, 5)
+    finally:
+        logins.close()
 
 
 def test_a_dsn_client_is_safe_behind_a_transaction_pooler(db_dsn: str) -> None:
