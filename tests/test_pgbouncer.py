@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -42,7 +43,7 @@ from regate_db.resources import default_source
 from tests import test_upgrade as upgrade
 from tests.catalog import snapshot
 from tests.conftest import ServerInfo
-from tests.helpers import run
+from tests.helpers import REPO, run
 from tests.pgbouncer import PgBouncer, PgBouncerUnavailable, backend_pid, find_pgbouncer, start_pgbouncer
 from tests.released import releases
 from tests.test_watch import Watch
@@ -218,19 +219,35 @@ def test_session_state_stays_with_the_server_connection(pooled: str) -> None:
             b.execute("reset work_mem")
 
 
-def test_listen_does_not_survive_the_pooler(pooled: str, db_dsn: str) -> None:
-    """A notification reaches a listener connected to PostgreSQL directly, not one connected through the pooler
-    (its LISTEN stays with a server connection that serves other clients)."""
-    with (
-        psycopg.connect(db_dsn, autocommit=True) as direct,
-        psycopg.connect(pooled, autocommit=True, prepare_threshold=None) as through,
-        psycopg.connect(pooled, autocommit=True, prepare_threshold=None) as notifier,
-    ):
-        direct.execute("listen regate_pooler_test")
-        through.execute("listen regate_pooler_test")
-        notifier.execute("notify regate_pooler_test, 'hello'")
-        assert [n.payload for n in direct.notifies(timeout=5, stop_after=1)] == ["hello"]
-        assert list(through.notifies(timeout=1, stop_after=1)) == []
+def test_listen_does_not_survive_the_pooler(
+    bouncer: PgBouncer, pg_server: ServerInfo, pooled: str, db_dsn: str
+) -> None:
+    """A notification reaches a listener connected to PostgreSQL directly or through PgBouncer in session mode, not
+    one connected through the transaction pooler (its LISTEN stays with a server connection that serves other
+    clients)."""
+    session_mode = start_pgbouncer(
+        pg_server.host,
+        pg_server.port,
+        pg_server.user,
+        pg_server.password,
+        binary=bouncer.binary,
+        extra={"pool_mode": "session"},
+    )
+    try:
+        with (
+            psycopg.connect(db_dsn, autocommit=True) as direct,
+            psycopg.connect(session_mode.through(db_dsn), autocommit=True) as session,
+            psycopg.connect(pooled, autocommit=True, prepare_threshold=None) as through,
+            psycopg.connect(pooled, autocommit=True, prepare_threshold=None) as notifier,
+        ):
+            for listener in (direct, session, through):
+                listener.execute("listen regate_pooler_test")
+            notifier.execute("notify regate_pooler_test, 'hello'")
+            assert [n.payload for n in direct.notifies(timeout=5, stop_after=1)] == ["hello"]
+            assert [n.payload for n in session.notifies(timeout=5, stop_after=1)] == ["hello"]
+            assert list(through.notifies(timeout=1, stop_after=1)) == []
+    finally:
+        session_mode.stop()
 
 
 # --- what fails by default, what regate-db does instead ------------------------------------------------------
@@ -309,6 +326,26 @@ def test_the_packages_connections_run_the_gate_behind_the_pooler(pooled: str) ->
             "select count(*), max(step) from regate.local_training_metrics where job_id = %s", (job_id,)
         ).fetchone()
         assert row == (12, 1200)
+
+
+def _doc_example() -> str:
+    """The psycopg example of docs/poolers.md (its one ```python block)."""
+    text = (REPO / "docs" / "poolers.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```$", text, flags=re.S | re.M)
+    assert len(blocks) == 1, "docs/poolers.md should have one ```python example"
+    assert "prepare_threshold=None" in blocks[0]
+    return str(blocks[0])
+
+
+def test_the_documented_client_settings_work_and_are_needed(pooled: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/poolers.md's psycopg example passes the gate through the pooler; without its prepare_threshold=None it
+    fails as the page says."""
+    example = _doc_example()
+    leave_prepared_statements(pooled)
+    exec(compile(example, "docs/poolers.md", "exec"), {"DSN": pooled})
+    assert capsys.readouterr().out == "blocked\n"
+    with pytest.raises(errors.DuplicatePreparedStatement, match='prepared statement "_pg3_0" already exists'):
+        exec(compile(example.replace(", prepare_threshold=None", ""), "docs/poolers.md", "exec"), {"DSN": pooled})
 
 
 # --- migrate ---------------------------------------------------------------------------------------------------
