@@ -38,6 +38,7 @@ from psycopg import conninfo
 from tests.helpers import REPO
 
 SCRIPT = REPO / "scripts" / "pgbouncer.sh"
+DEBIAN_BINARY = "/usr/sbin/pgbouncer"  # not on a normal user's PATH
 PR_SET_PDEATHSIG = 1
 
 
@@ -53,7 +54,7 @@ def find_pgbouncer() -> str:
         if not os.access(given, os.X_OK):
             raise PgBouncerUnavailable(f"PGBOUNCER={given} is not an executable file")
         return given
-    found = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.access("/usr/sbin/pgbouncer", os.X_OK) else None)
+    found = shutil.which("pgbouncer") or (DEBIAN_BINARY if os.access(DEBIAN_BINARY, os.X_OK) else None)
     if found:
         return found
     if os.geteuid() != 0:

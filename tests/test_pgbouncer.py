@@ -147,15 +147,15 @@ def on(dsn: str, pid: int) -> contextlib.AbstractContextManager[None]:
     return _pinned(dsn, pid, hold=False)
 
 
-def test_without_pgbouncer_a_normal_user_is_told_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_pgbouncer_a_normal_user_is_told_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No pgbouncer and no root: the reason the tests skip (or fail, with REGATE_REQUIRE_PGBOUNCER) says how to get
     it; a PGBOUNCER that is not a binary is named."""
     from tests import pgbouncer as harness
 
     monkeypatch.delenv("PGBOUNCER", raising=False)
-    monkeypatch.setattr(harness.shutil, "which", lambda _name: None)
-    monkeypatch.setattr(harness.os, "access", lambda _path, _mode: False)
-    monkeypatch.setattr(harness.os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(harness, "DEBIAN_BINARY", str(tmp_path / "pgbouncer"))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(PgBouncerUnavailable, match=r"needs root \(apt-get install pgbouncer, or set PGBOUNCER"):
         find_pgbouncer()
     monkeypatch.setenv("PGBOUNCER", "/nonexistent/pgbouncer")
