@@ -109,9 +109,17 @@ def describe_dsn(dsn: str) -> str:
 
 
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
-    """Open a connection, turning every way it can fail into one clear :class:`ConnectError`."""
+    """Open a connection, turning every way it can fail into one clear :class:`ConnectError`.
+
+    The connection never prepares statements on the server (``prepare_threshold=None``), so that it works through
+    a transaction pooler (PgBouncer ``pool_mode = transaction``): there consecutive transactions may run on
+    different server connections, and a server connection may have served another client before. psycopg's
+    default (prepare a query once it ran 5 times, as ``_pg3_0``, ``_pg3_1``, ...) then fails with
+    ``prepared statement "_pg3_0" already exists`` or ``... does not exist``. The cost is a parse per execution.
+    """
     kwargs.setdefault("connect_timeout", 10)
     kwargs.setdefault("application_name", "regate-db")
+    kwargs.setdefault("prepare_threshold", None)
     try:
         return psycopg.connect(dsn, **kwargs)
     except psycopg.ProgrammingError as exc:

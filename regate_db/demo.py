@@ -370,11 +370,13 @@ def run_mode(
 
 
 def run_demo(conn: psycopg.Connection[Any], out: Reporter | None = None) -> DemoResult:
-    """The whole demo on ``conn`` (which it migrates first and then uses in autocommit mode)."""
+    """The whole demo on ``conn`` (which it migrates first and then uses in autocommit mode, without server-side
+    prepared statements, so that it also runs through a transaction pooler such as PgBouncer)."""
     out = out or Reporter()
     out.line(click.style(f"regate-db demo: regression gates for model {MODEL}", bold=True))
     out.line(install_schema(conn))
     conn.autocommit = True
+    conn.prepare_threshold = None
     switch = gates.gate_status(conn)
     if not switch.enabled:
         out.line(

@@ -10,13 +10,18 @@
   is owned by it, e.g. a dedicated NOLOGIN ``regate_owner`` on managed PostgreSQL (docs/security.md).
 * Every transaction first takes a transaction-level advisory lock, so concurrent runs serialise (also behind a
   transaction-pooling proxy) and a waiting run finds the winner's rows and applies nothing.
+* Nothing outlives a transaction on the server: no session-level SET, lock, temporary table or LISTEN, and no
+  server-side prepared statement whatever the connection's ``prepare_threshold`` (:func:`_unprepared`). So a
+  transaction pooler (PgBouncer ``pool_mode = transaction``) may run every transaction on another server connection,
+  one that served other clients before (tests/test_pgbouncer.py).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -148,6 +153,22 @@ def _noop(_: str) -> None:
     pass
 
 
+@contextmanager
+def _unprepared(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """No server-side prepared statements on ``conn`` meanwhile (its ``prepare_threshold`` is restored after).
+
+    psycopg prepares a query once it ran ``prepare_threshold`` times (default 5; the repeatable files' bookkeeping
+    insert runs once per file) under the name ``_pg3_N``, counting from 0 per connection. Through a transaction
+    pooler the statement stays on a server connection that other clients use next, and the next transaction may run
+    elsewhere: ``prepared statement "_pg3_0" already exists`` (or ``does not exist``)."""
+    saved = conn.prepare_threshold
+    conn.prepare_threshold = None
+    try:
+        yield
+    finally:
+        conn.prepare_threshold = saved
+
+
 def check_server(conn: psycopg.Connection[Any]) -> tuple[int, str]:
     """The server's version; raises :class:`UnsupportedServerError` below PostgreSQL 15."""
     row = conn.execute(
@@ -244,8 +265,9 @@ def make_plan(conn: psycopg.Connection[Any], source: Source | None = None, targe
     versioned = source.versioned()
     repeatables = source.repeatable()
     try:
-        num, text = check_server(conn)
-        installed, applied, recorded = _read_state(conn)
+        with _unprepared(conn):
+            num, text = check_server(conn)
+            installed, applied, recorded = _read_state(conn)
     finally:
         if not conn.autocommit:
             conn.rollback()
@@ -312,9 +334,23 @@ def migrate(
     role that could not be created) and what ``regate.security_problems()`` finds afterwards are passed to
     ``report``.
     """
-    source = source or default_source()
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise MigrationError("migrate needs a connection outside a transaction: commit or roll back first")
+    with _unprepared(conn):
+        return _migrate(conn, source, target, dry_run, report, owner, strict, reapply)
+
+
+def _migrate(
+    conn: psycopg.Connection[Any],
+    source: Source | None,
+    target: str | None,
+    dry_run: bool,
+    report: Reporter,
+    owner: str | None,
+    strict: bool,
+    reapply: bool,
+) -> MigrateResult:
+    source = source or default_source()
     plan = make_plan(conn, source, target)
     if plan.drift:
         raise DriftError("; ".join(d.describe() for d in plan.drift) + " (nothing was changed)")

@@ -237,6 +237,7 @@ class Watcher:
     sleep: Callable[[float], None] = time.sleep
     delivered: int = 0
     _persisted: int | None = field(default=None, repr=False)
+    _backend: int | None = field(default=None, repr=False)  # the server process of the last catch-up
 
     # -- one pass over the outbox
 
@@ -246,11 +247,16 @@ class Watcher:
         First numbers the committed alerts that are still unnumbered (their transaction waited too long for the
         numbering lock; ``regate.number_alerts()``), so that they are not left for the next alert to number."""
         count = 0
-        conn.execute("select regate.number_alerts()")
+        # prepare=False: never a server-side prepared statement, whatever the connection's prepare_threshold (a
+        # transaction pooler may run the next poll on another server connection, where it does not exist).
+        row = conn.execute("select regate.number_alerts(), pg_catalog.pg_backend_pid()", prepare=False).fetchone()
+        self._backend = int(row[1]) if row is not None else None
         while True:
             with conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(
-                    f"select {COLUMNS} from regate.alerts where id > %s order by id limit %s", (self.cursor, BATCH)
+                    f"select {COLUMNS} from regate.alerts where id > %s order by id limit %s",
+                    (self.cursor, BATCH),
+                    prepare=False,
                 )
                 rows = cur.fetchall()
             for row in rows:
@@ -334,9 +340,25 @@ class Watcher:
             return conn
 
     def _follow(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(f"listen {CHANNEL}")  # before the catch-up: an alert that commits in between is not missed
+        # LISTEN before the catch-up: an alert that commits in between is not missed. In a transaction of its own,
+        # to learn which server process listens. Through a transaction pooler no notification arrives (the LISTEN
+        # stays with a server connection that serves other clients) and only polling finds the alerts; a poll on
+        # another server process than the LISTEN's proves such a pooler, and watch says so once.
+        with conn.transaction():
+            conn.execute(f"listen {CHANNEL}")
+            row = conn.execute("select pg_catalog.pg_backend_pid()", prepare=False).fetchone()
+        listener = int(row[0]) if row is not None else None
+        warned = False
         self.catch_up(conn)
         while True:
+            if not warned and self._backend is not None and self._backend != listener:
+                warned = True
+                self.log(
+                    f"watch: LISTEN ran on server process {listener}, this poll on {self._backend}: a transaction"
+                    " pooler (e.g. PgBouncer pool_mode = transaction) is between watch and PostgreSQL, so"
+                    f" notifications do not arrive and alerts come by polling, every {self.poll:g} s. Connect watch"
+                    " to PostgreSQL directly (or through a session pool) to get them at once (docs/poolers.md)."
+                )
             woken = [_notified_id(n.payload) for n in conn.notifies(timeout=self.poll, stop_after=1)]
             if woken and all(i is not None and i <= self.cursor for i in woken):
                 continue  # alerts the last catch-up delivered already
