@@ -328,6 +328,34 @@ def test_the_packages_connections_run_the_gate_behind_the_pooler(pooled: str) ->
         assert row == (12, 1200)
 
 
+def test_the_python_client_behind_the_pooler(pooled: str) -> None:
+    """regate_db.Client and AsyncClient on DSNs of the pooler, where other clients left ``_pg3_0`` everywhere:
+    many batches and many statements, across server connections, and the verdict of the completing UPDATE."""
+    import asyncio
+
+    from regate_db import AsyncClient, Client
+
+    leave_prepared_statements(pooled)
+    with connect_mod.connect(pooled, autocommit=True) as conn:
+        _baseline_and_job(conn)
+    with Client(pooled, buffer_size=3) as client:
+        job = client.create_job(MODEL, config={"blockOnCriticalFailures": True})
+        for step in range(1, 31):
+            client.log_metrics(job, step, eval_loss=1.0 - step / 100)
+        verdict = client.complete_job(job)
+        assert (verdict.status, verdict.blocked) == ("blocked", True)
+        assert client.verdict(job).id == verdict.id
+
+    async def main() -> str:
+        async with await AsyncClient.connect(pooled, buffer_size=2) as aclient:
+            ajob = await aclient.create_job(MODEL)
+            for step in range(1, 21):
+                await aclient.log_metrics(ajob, step, eval_loss=0.6 - step / 100)
+            return (await aclient.complete_job(ajob)).status
+
+    assert asyncio.run(main()) == "passed"
+
+
 def _doc_example() -> str:
     """The psycopg example of docs/poolers.md (its one ```python block)."""
     text = (REPO / "docs" / "poolers.md").read_text(encoding="utf-8")
