@@ -253,6 +253,32 @@ def test_a_login_that_may_only_create_databases_is_enough(
     assert leftovers == []
 
 
+def python_blocks(path: Path) -> list[str]:
+    """The ```python blocks of a Markdown file, in order."""
+    return re.findall(r"^```python\n(.*?)^```$", path.read_text(encoding="utf-8"), re.M | re.S)
+
+
+@pytest.mark.slow
+def test_the_examples_of_docs_testing_md_pass(tmp_path: Path, pg_server: ServerInfo) -> None:
+    """Every ```python block of docs/testing.md is a test module (or, first line ``# conftest.py``, the
+    conftest.py) of a user's project; they all pass."""
+    project = tmp_path / "docs-project"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")
+    tests = 0
+    for index, block in enumerate(python_blocks(REPO / "docs" / "testing.md"), start=1):
+        name = "conftest.py" if block.startswith("# conftest.py\n") else f"test_doc_{index}.py"
+        assert not (project / name).exists(), f"docs/testing.md: two blocks write {name}"
+        (project / name).write_text(block)
+        tests += len(re.findall(r"^def test_", block, re.M))
+    assert (project / "conftest.py").exists() and tests >= 5
+
+    result = run_pytest(project, user_env(), "--regate-dsn", pg_server.dsn())
+
+    assert result.returncode == 0, outcome(result)
+    assert len(re.findall(r"^PASSED ", result.stdout, re.M)) == tests, outcome(result)
+
+
 # --- no leaked servers ---------------------------------------------------------------------------------------------
 
 SLEEPING_TEST = """
