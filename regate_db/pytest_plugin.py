@@ -230,6 +230,8 @@ def sweep_stale_sessions(root: Path) -> list[Path]:
     SIGTERM, ``os._exit``) and remove their folders; the folders removed. Folders whose owner is alive, or that
     name no owner, are left alone."""
     removed: list[Path] = []
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return removed
     for folder in sorted(root.glob("session-*")):
         try:
             fields = (folder / "owner.pid").read_text().split()
@@ -364,7 +366,14 @@ class _Databases:
 
         started = time.perf_counter()
         name = sql.Identifier(self.template)
-        self.execute(sql.SQL("create database {}").format(name))
+        try:
+            self.execute(sql.SQL("create database {}").format(name))
+        except psycopg.Error as exc:
+            reason = exc.diag.message_primary or str(exc).strip()
+            _fail(
+                f"regate: cannot create the test databases on {self.server.describe()} ({self.server.source}): "
+                f"{reason} (the login needs CREATEDB)"
+            )
         try:
             with psycopg.connect(self.server.database_dsn(self.template)) as conn:
                 migrate(conn, report=self._report)

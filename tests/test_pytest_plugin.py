@@ -218,9 +218,9 @@ def test_a_login_that_may_only_create_databases_is_enough(
 ) -> None:
     """A CI login with CREATEDB, neither superuser nor CREATEROLE: it installs the schema (owning it, so it is a
     regate admin in its databases) and the factories work for it (its metrics are inserted, not copied: COPY is
-    refused under row-level security)."""
+    refused under row-level security). Without CREATEDB, the error says that it is missing."""
     role = f"regate_plugin_ci_{uuid.uuid4().hex[:8]}"
-    db.execute(f"create role {role} login createdb password 'ci-secret'")
+    db.execute(f"create role {role} login password 'ci-secret'")
     try:
         dsn = pg_server.dsn(user=role, password="ci-secret")
         (project / "test_ci_login.py").write_text(
@@ -243,6 +243,16 @@ def test_a_login_that_may_only_create_databases_is_enough(
                 """
             ).replace("ROLE", role)
         )
+        refused = run_pytest(project, user_env(), "--regate-dsn", dsn, "test_ci_login.py")
+        assert refused.returncode == 1, outcome(refused)
+        assert re.search(
+            rf"^regate: cannot create the test databases on user={role} password=\*\*\* .* \(--regate-dsn\): "
+            r"permission denied to create database \(the login needs CREATEDB\)$",
+            refused.stdout,
+            re.M,
+        ), outcome(refused)
+
+        db.execute(f"alter role {role} createdb")
         result = run_pytest(project, user_env(), "--regate-dsn", dsn, "test_ci_login.py")
         assert result.returncode == 0, outcome(result)
     finally:
