@@ -329,15 +329,21 @@ def test_behind_pgbouncer_psycopg_needs_prepare_threshold_none(example_url: str,
     url = pgbouncer.url(db.info.dbname)
     query = "select count(*) from regate.local_training_jobs where model_name = %s"
 
-    def twice_ten_times(**kwargs: Any) -> None:
+    def twice_ten_times(done: list[tuple[str, int]], **kwargs: Any) -> None:
+        """Two clients run the same query 10 times each, in turn; ``done`` gets (client, execution) of each."""
         with psycopg.connect(url, autocommit=True, **kwargs) as a, psycopg.connect(url, autocommit=True, **kwargs) as b:
-            for _ in range(10):
-                for conn in (a, b):
+            for execution in range(1, 11):
+                for name, conn in (("a", a), ("b", b)):
                     conn.execute(query, ("sentiment-bert",)).fetchone()
+                    done.append((name, execution))
 
+    done: list[tuple[str, int]] = []
     with pytest.raises(psycopg.errors.DuplicatePreparedStatement, match='prepared statement "_pg3_0" already exists'):
-        twice_ten_times()
-    twice_ten_times(prepare_threshold=None)
+        twice_ten_times(done)
+    assert done[-1] == ("a", 6)  # a prepared _pg3_0 at its sixth execution (prepare_threshold=5): b's sixth collided
+    done = []
+    twice_ten_times(done, prepare_threshold=None)
+    assert len(done) == 20
 
 
 ASYNCPG_TRAINER = """
@@ -407,6 +413,50 @@ def test_behind_pgbouncer_asyncpg_needs_statement_cache_size_0(
     assert second.splitlines()[0] == '42P05 prepared statement "__asyncpg_stmt_1__" already exists', second
     assert "statement_cache_size to 0" in " ".join(second.split())
     assert two_trainers("statement_cache_size=0") == ("ok", "ok")
+
+
+NODE_TRAINERS = """
+const { Client } = require("pg");
+
+async function main() {
+  const named = process.argv[2] === "named";
+  const url = process.env.DATABASE_URL;
+  const clients = [new Client({ connectionString: url }), new Client({ connectionString: url })];
+  for (const client of clients) await client.connect();
+  let runs = 0;
+  try {
+    for (let i = 0; i < 10; i++) {
+      for (const client of clients) {
+        const query = { text: "select count(*) from regate.local_training_jobs where model_name = $1", values: ["m"] };
+        await client.query(named ? { ...query, name: "count-jobs" } : query);
+        runs++;
+      }
+    }
+    console.log("ok", runs);
+  } catch (err) {
+    console.log(err.code, err.message, runs);
+  }
+  for (const client of clients) await client.end();
+}
+
+main().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
+def test_behind_pgbouncer_node_postgres_needs_no_setting_unless_queries_are_named(
+    example_url: str, pgbouncer: Pooler, node_modules: Path, db: Any, tmp_path: Path
+) -> None:
+    script = tmp_path / "trainers.js"
+    script.write_text(NODE_TRAINERS)
+    env = {**os.environ, "DATABASE_URL": pgbouncer.url(db.info.dbname), "NODE_PATH": str(node_modules)}
+    unnamed = run(["node", str(script)], env, tmp_path)
+    assert (unnamed.returncode, unnamed.stdout.strip()) == (0, "ok 20"), unnamed.stderr
+    named = run(["node", str(script), "named"], env, tmp_path)
+    # the second client prepares "count-jobs" on the server connection the first one already prepared it on
+    assert (named.returncode, named.stdout.strip()) == (
+        0,
+        '42P05 prepared statement "count-jobs" already exists 1',
+    ), named.stderr
 
 
 def test_copy_is_refused_under_row_level_security_for_a_trainer_login(
