@@ -171,14 +171,22 @@ def _report(opts: Options, result: ImportResult, new_job: NewJob | None) -> None
     if result.skipped:
         count = sum(result.skipped.values())
         names = ", ".join(f"{name} ({n})" for name, n in sorted(result.skipped.items()))
-        echo_err(f"warning: left out {count} values that are not numbers (--strict refuses them): {names}")
+        values = "value that is not a number" if count == 1 else "values that are not numbers"
+        echo_err(f"warning: left out {count} {values} (--strict refuses them): {names}")
     if opts.json:
         emit_json(result.to_json())
     else:
         steps = result.steps
-        where = f"at {len(steps)} steps ({steps[0]} to {steps[-1]})" if steps else "at no step"
+        if not steps:
+            where = "at no step"
+        elif len(steps) == 1:
+            where = f"at step {steps[0]}"
+        else:
+            where = f"at {len(steps)} steps ({steps[0]} to {steps[-1]})"
         job = f"new job {result.job_id} of model {new_job.model_name}" if new_job else f"job {result.job_id}"
-        click.echo(f"imported {result.rows} rows {where} from {result.source} into {job}")
+        click.echo(
+            f"imported {result.rows} row{'' if result.rows == 1 else 's'} {where} from {result.source} into {job}"
+        )
         if result.empty:
             click.echo(f"note: {result.empty} entries had no metric to import")
         for note in result.notes:

@@ -359,7 +359,7 @@ class FakeLightningTrainer:
         self.logger.log_metrics(metrics, step)
         self.logger.save()
 
-    def fit(self) -> None:
+    def fit(self, *model_and_loaders: Any) -> None:
         try:
             self.checkpoint_dir = f"lightning_logs/{self.logger.name}/{self.logger.version}/checkpoints"
             self.logger.log_hyperparams({"lr": 1e-3, "hidden": 16})
@@ -377,6 +377,11 @@ class FakeLightningTrainer:
         except BaseException:
             self.logger.finalize("failed")
             raise
+
+    def test(self, *model_and_loader: Any) -> None:
+        """trainer.test(): the test metrics at the last training step (as Lightning logs them), then finalize."""
+        self.log({"test_loss": 0.4, "test_acc": 0.9}, self.epochs * self.batches)
+        self.logger.finalize("success")
 
 
 def test_the_logger_logs_a_fit_and_completes_the_job(db: Conn, db_dsn: str, baselines: Conn) -> None:
@@ -427,10 +432,10 @@ def test_later_stages_need_complete_on_finalize_false(db: Conn, db_dsn: str, bas
         logger.log_metrics({"test_loss": 0.4}, 8)  # trainer.test() after fit
 
     staged = RegateLogger(db_dsn, MODEL, rename={"val_loss": "eval_loss"}, complete_on_finalize=False)
-    FakeLightningTrainer(staged).fit()
+    trainer = FakeLightningTrainer(staged)
+    trainer.fit()
     assert job_row(db, staged.job_id)[2] == "running"
-    staged.log_metrics({"test_loss": 0.4, "test_acc": 0.9}, 8)
-    staged.finalize("success")  # the end of trainer.test()
+    trainer.test()
     verdict = staged.complete()
     assert verdict is not None and verdict.status == "passed"
     assert rows(db, staged.job_id)[-1] == (8, None, None, None, None, None, {"test_loss": 0.4, "test_acc": 0.9})
