@@ -89,6 +89,7 @@ SUMMARY_TRAIN_LOSS = "train_loss_mean"
 #: Rows per COPY (and per progress update).
 CHUNK_ROWS = 5000
 
+_MAX_STEP = 2**63 - 1
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -257,6 +258,8 @@ def parse_step(value: Any, where: str) -> int:
         raise MetricImportError(f"{where}: step must be a non-negative integer, got {value!r}")
     if step < 0:
         raise MetricImportError(f"{where}: step {step} is negative (steps start at 0)")
+    if step > _MAX_STEP:
+        raise MetricImportError(f"{where}: step {step} is beyond the bigint range of regate's steps")
     return step
 
 
@@ -660,7 +663,7 @@ def read_text(path: str | Path) -> tuple[str, str]:
         return sys.stdin.read(), "<stdin>"
     p = Path(path)
     try:
-        return p.read_text(encoding="utf-8"), str(path)
+        return p.read_text(encoding="utf-8-sig"), str(path)  # -sig: a CSV saved by Excel starts with a BOM
     except FileNotFoundError:
         raise MetricImportError(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:

@@ -13,8 +13,10 @@ import pty
 import select
 import struct
 import subprocess
+import sys
 import termios
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,12 @@ from regate_db.importers import (
     Events,
     MetricImportError,
     NewJob,
+    hf_metrics,
     import_csv,
     import_events,
     import_jsonl,
     import_trainer_state,
+    is_trainer_summary,
     parse_trainer_state,
 )
 from tests.helpers import REPO, complete, new_job, run
@@ -243,6 +247,7 @@ MALFORMED = [
         id="two-names-one-column",
     ),
     pytest.param('{"log_history": [{"id": 3, "step": 1}]}', "'id' is a column of regate", id="reserved-name"),
+    pytest.param('{"log_history": [{"loss": 1, "step": 9223372036854775808}]}', "beyond the bigint", id="huge-step"),
 ]
 
 
@@ -487,6 +492,18 @@ def test_regate_db_import_mlflow(
     assert counts(db) == (1, 4)
 
 
+def test_without_mlflow(monkeypatch: pytest.MonkeyPatch, cli_env: dict[str, str]) -> None:
+    """regate-db never imports mlflow until a run is read, and without it says what to install."""
+    code = "import sys, regate_db.cli, regate_db.integrations.mlflow; print('mlflow' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
+    from regate_db.integrations.mlflow import read_run
+
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)  # as if it were not installed
+    with pytest.raises(MetricImportError, match=r"needs mlflow: pip install 'regate-db\[mlflow\]'"):
+        read_run("0" * 32)
+
+
 # --- the progress bar -----------------------------------------------------------------------------------------
 
 
@@ -527,6 +544,37 @@ def test_a_long_import_shows_a_progress_bar_on_a_terminal_only(
     proc = ok(run(regate_cmd, cli_env, "import", "jsonl", "--model", "second", str(path), "--dsn", db_dsn))
     assert proc.stderr == ""
     assert counts(db) == (2, 24_000)
+
+
+def test_the_summary_entry_is_the_one_with_train_runtime_and_no_loss() -> None:
+    """With include_num_input_tokens_seen the Trainer adds train_runtime to every per-step entry: those keep their
+    loss as train_loss; only the end-of-training summary's train_loss is the average."""
+    skipped: Counter[str] = Counter()
+    per_step = {"loss": 0.5, "train_runtime": 12.0, "train_tokens_per_second": 900.0, "num_input_tokens_seen": 4096}
+    assert not is_trainer_summary(per_step)
+    assert hf_metrics(per_step, "x", skipped=skipped) == {
+        "train_loss": 0.5,
+        "train_runtime": 12.0,
+        "train_tokens_per_second": 900.0,
+        "num_input_tokens_seen": 4096,
+    }
+    summary = {"train_runtime": 30.0, "total_flos": 1.5e18, "train_loss": 0.61, "epoch": 3.0, "step": 90}
+    assert is_trainer_summary(summary)
+    assert hf_metrics(summary, "x", skipped=skipped) == {
+        "train_runtime": 30.0,
+        "total_flos": 1.5e18,
+        "train_loss_mean": 0.61,
+        "epoch": 3.0,
+    }
+    # a train_loss the user logs in an ordinary entry is the train_loss column
+    assert hf_metrics({"train_loss": 0.4}, "x", skipped=skipped) == {"train_loss": 0.4}
+    assert not skipped
+
+
+def test_a_csv_saved_with_a_byte_order_mark(db: Conn, db_dsn: str, tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("step,eval_loss\r\n5,0.4\r\n".encode("utf-8-sig"))
+    assert import_csv(db_dsn, path, model=MODEL).final == {"eval_loss": 0.4}
 
 
 def test_parsing_reads_the_whole_file_before_anything_is_sent() -> None:
