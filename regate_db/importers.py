@@ -275,6 +275,8 @@ def _check_value(name: str, value: Number, where: str) -> Number:
 def _target_name(name: str, where: str) -> str:
     if not name.strip():
         raise MetricImportError(f"{where}: a metric name is empty")
+    if name == "step":
+        raise MetricImportError(f"{where}: 'step' is the row's step, not a metric name: rename it (--rename step=NEW)")
     if name in RESERVED_NAMES:
         raise MetricImportError(
             f"{where}: {name!r} is a column of regate.local_training_metrics, not a metric name: rename it"
@@ -304,8 +306,8 @@ def map_metrics(
         if isinstance(value, _NotANumber):
             if strict:
                 raise MetricImportError(
-                    f"{where}: {key} is not a number ({type(raw).__name__} {_short(raw)}); without --strict it"
-                    " would be left out"
+                    f"{where}: {key} is not a number ({type(raw).__name__} {_short(raw)}), and strict mode refuses"
+                    " what is not a number"
                 )
             skipped[key] += 1
             continue

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from regate_db import Client
-from regate_db.importers import import_trainer_state
+from regate_db.importers import MetricImportError, import_trainer_state
 from regate_db.integrations import GateBlockedError
 from regate_db.integrations.huggingface import RegateCallback, TrainerCallbackEvents
 from regate_db.integrations.lightning import LoggerMethods, RegateLogger
@@ -463,8 +463,10 @@ def test_the_logger_values(db: Conn, db_dsn: str) -> None:
     ]
     assert logger.skipped == {"d": 1}
     strict = RegateLogger(db_dsn, MODEL, strict=True)
-    with pytest.raises(Exception, match="d is not a number"):
+    with pytest.raises(MetricImportError, match="log_metrics at step 1: d is not a number"):
         strict.log_metrics({"d": "text"}, 1)
+    with pytest.raises(MetricImportError, match="'step' is the row's step, not a metric name"):
+        logger.log_metrics({"step": 4.0}, 4)
 
 
 def test_the_logger_has_what_lightning_asks_of_a_logger() -> None:
