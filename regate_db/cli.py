@@ -12,6 +12,7 @@ import psycopg
 from regate_db import __version__
 from regate_db import connect as connect_mod
 from regate_db import uninstall as uninstall_mod
+from regate_db.cli_import import import_group
 from regate_db.cli_release import register as register_release_commands
 from regate_db.clikit import Options, connect_from, connection, db_options, echo_err, json_option, resolve
 from regate_db.demo import Reporter, run_demo
@@ -64,6 +65,7 @@ def cli(ctx: click.Context, dsn: str | None, embedded: bool, debug: bool) -> Non
       regate-db deploy JOB_ID --env production   refused (exit 1) unless the job may deploy
       regate-db champions / override / confirm-override / overrides
       regate-db policy set MODEL --block --enforce / policy show / policy history
+      regate-db import trainer-state --model MODEL --complete trainer_state.json   (also jsonl, csv, mlflow)
 
     \b
     Exit status: 0 success; 1 a verdict that blocks, a refused deployment, or
@@ -480,6 +482,7 @@ def gates_status(opts: Options) -> None:
 
 register_release_commands(cli)
 cli.add_command(watch_cmd)
+cli.add_command(import_group)
 
 
 def main(argv: list[str] | None = None) -> None:
