@@ -86,7 +86,7 @@ Progress = Callable[[int, int], None]
 RESERVED_NAMES = ("id", "job_id", "metrics", "recorded_at")
 #: The name under which the Trainer's end-of-training summary stores the run's average training loss.
 SUMMARY_TRAIN_LOSS = "train_loss_mean"
-#: Rows per COPY (and per progress update).
+#: Rows per INSERT (and per progress update).
 CHUNK_ROWS = 5000
 
 _MAX_STEP = 2**63 - 1
@@ -604,7 +604,7 @@ def import_events(
     chunk_rows: int = CHUNK_ROWS,
 ) -> ImportResult:
     """Send ``events`` into the job ``job_id`` (or a job made from ``new_job``) in one transaction: the job's
-    creation, every row (one COPY per ``chunk_rows``, in the events' order), reading the final metrics and, with
+    creation, every row (one INSERT per ``chunk_rows``, in the events' order), reading the final metrics and, with
     ``complete``, the completion that runs the gate. Any refusal rolls all of it back. ``target`` is a DSN or a
     psycopg connection (inside your own transaction the import is a savepoint of it)."""
     if (job_id is None) == (new_job is None):

@@ -6,8 +6,8 @@
 
 None of them makes regate-db depend on its framework: each subclasses the framework's base class when the
 framework can be imported, and is a plain class with the same methods when it cannot. They share
-:class:`TrainingRun`: the job is created on the main process only, metrics are buffered and sent with COPY in
-batches, and the run's end completes the job and keeps the gate's verdict.
+:class:`TrainingRun`: the job is created on the main process only, metrics are buffered and sent in batches (one
+INSERT each), and the run's end completes the job and keeps the gate's verdict.
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@
     print(callback.verdict.message)
 
 On ``on_train_begin`` the callback creates the job, on every ``on_log`` it buffers the logs as one row at
-``state.global_step`` (sent with COPY in batches, on ``on_save`` and at least every ``flush_every`` seconds), and on
-``on_train_end`` it completes the job: the gate's verdict is :attr:`RegateCallback.verdict`. Names are mapped as the
-trainer-state importer maps them (:func:`regate_db.importers.hf_metrics`): ``loss`` -> ``train_loss``, the
-end-of-training summary's average ``train_loss`` -> ``train_loss_mean``, and so on. Only the main process
+``state.global_step`` (sent in batches, one INSERT each, on ``on_save`` and at least every ``flush_every``
+seconds), and on ``on_train_end`` it completes the job: the gate's verdict is :attr:`RegateCallback.verdict`.
+Names are mapped as the trainer-state importer maps them (:func:`regate_db.importers.hf_metrics`): ``loss`` ->
+``train_loss``, the end-of-training summary's average ``train_loss`` -> ``train_loss_mean``, and so on. Only the main
+process
 (``state.is_world_process_zero``) talks to the database. The Trainer calls no callback when training raises: call
 :meth:`RegateCallback.fail` in your ``except`` to mark the job ``failed``.
 

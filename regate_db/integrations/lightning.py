@@ -9,7 +9,7 @@
     print(logger.verdict.message)
 
 Lightning calls ``log_metrics(metrics, step)`` with what the module ``self.log``-ged (plus ``epoch``); each call
-becomes one row at ``step``, buffered and sent with COPY in batches (when the buffer is full, at least every
+becomes one row at ``step``, buffered and sent in batches (one INSERT each) (when the buffer is full, at least every
 ``flush_every`` seconds, after a checkpoint). Names: ``rename`` first, then the metric columns (``epoch``,
 ``train_loss``, ``eval_loss``, ...) to their columns and every other name into ``metrics``. ``finalize("success")``
 completes the job (the verdict is :attr:`RegateLogger.verdict`), ``finalize("failed")`` (an exception, Ctrl-C)
