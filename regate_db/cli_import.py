@@ -316,7 +316,7 @@ def mlflow_cmd(
     strict: bool,
     renames: tuple[str, ...],
 ) -> None:
-    """An MLflow run's full metric history: every metric, every step (needs regate-db[mlflow]).
+    """An MLflow run's full metric history: every metric, every step (needs the mlflow extra, or mlflow-skinny).
 
     At each step, one row holds each metric's first value there, a second row the second values, and so on, so
     that a value logged twice at a step is kept and the later one is final, as in MLflow.

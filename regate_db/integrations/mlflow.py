@@ -10,7 +10,7 @@ step order: at each step, one row holds the first value each metric logged there
 values, and so on (values of a step in timestamp order), so that a metric logged twice at a step keeps both
 values and the later one is final, as in MLflow. Names are the run's (``rename`` first; the metric columns go to
 their columns, the rest into ``metrics``). ``mlflow`` is imported only when a run is read: install it with
-``pip install 'regate-db[mlflow]'``.
+the ``mlflow`` extra (``pip install '.[mlflow]'`` in a clone, or ``pip install mlflow-skinny``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _mlflow_client(tracking_uri: str | None) -> Any:
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise MetricImportError("importing an MLflow run needs mlflow: pip install 'regate-db[mlflow]'") from None
+        raise MetricImportError("importing an MLflow run needs mlflow: pip install mlflow-skinny") from None
     return MlflowClient(tracking_uri=tracking_uri)
 
 
