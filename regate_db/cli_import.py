@@ -194,7 +194,8 @@ def _report(opts: Options, result: ImportResult, new_job: NewJob | None) -> None
         table(["metric", "final value"], sorted(result.final.items()), title="final metrics:")
         verdict = result.verdict
         if verdict is not None:
-            click.echo(f"completed job {result.job_id}: validation_status {verdict.status}")
+            shown = "passed (no baselines: nothing was checked)" if verdict.status == "no_baselines" else verdict.status
+            click.echo(f"completed job {result.job_id}: validation_status {shown}")
             if verdict.record is not None:
                 print_verdict(verdict.record)
             else:

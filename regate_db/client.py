@@ -128,7 +128,8 @@ class Verdict:
     """What the gate decided for a job (or for the metrics given to :meth:`Client.run_gate`).
 
     ``status`` is the job's ``validation_status``: ``passed``, ``warning``, ``failed``, ``blocked``, ``error``,
-    ``not_run`` (gates off for this job; no verdict record), or ``waiting`` while a run group waits for its
+    ``not_run`` (gates off for this job; no verdict record), ``no_baselines`` (the model has no baselines, so
+    nothing was checked; the job's column says ``passed``), or ``waiting`` while a run group waits for its
     other runs (the verdict comes with the group's last run). ``blocked`` is True exactly when the verdict blocks
     deployment. ``record`` is the row of ``regate.validation_results`` behind it, with every check.
     """
@@ -142,6 +143,10 @@ class Verdict:
     @classmethod
     def of_record(cls, record: VerdictRecord, validation_status: str | None = None) -> Verdict:
         status = validation_status or ("blocked" if record.blocked else record.status)
+        if record.status == "no_baselines" and status == "passed":
+            # The job's validation_status says passed (nothing failed), but nothing was checked either: a model
+            # name without baselines (a typo?) must not read as a pass here.
+            status = "no_baselines"
         return cls(record.job_id, status, record.blocked, record.checks, record)
 
     @property
@@ -162,6 +167,11 @@ class Verdict:
             if self.status == "not_run":
                 return f"{subject}: not validated (gates are off for this job)"
             return f"{subject}: waiting for the other runs of its run group"
+        if self.status == "no_baselines":
+            return (
+                f"{subject}: no_baselines: model {self.record.model_name} has no active baselines, nothing was checked"
+                " (set regressionGateConfig.requireBaselines, or a policy, to fail instead)"
+            )
         return f"{subject}: {verdict_message(self.record, self.status)}"
 
 

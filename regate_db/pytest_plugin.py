@@ -590,7 +590,8 @@ class RegateJob:
 
     @property
     def validation_status(self) -> str | None:
-        """``passed``, ``warning``, ``failed``, ``blocked``, ``error``, ``not_run``, ``waiting`` (a run group's
+        """``passed``, ``warning``, ``failed``, ``blocked``, ``error``, ``not_run``, ``no_baselines`` (the model has
+        no baselines: nothing was checked, although the job's column says ``passed``), ``waiting`` (a run group's
         other runs are missing); None while the job runs. A :class:`ValidationStatus`: a failing comparison in an
         ``assert`` shows the verdict's message."""
         return ValidationStatus(self.verdict.status, self.verdict.message) if self.verdict else None

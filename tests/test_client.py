@@ -136,6 +136,20 @@ def test_the_database_errors_arrive_as_rg_exceptions(baselines: Conn, db_dsn: st
             client.complete_job(uuid.uuid4())
 
 
+def test_a_model_without_baselines_does_not_read_as_a_pass(db: Conn, db_dsn: str) -> None:
+    with Client(db_dsn) as client:
+        job = client.create_job("sentimnet-bert")  # a typo: no baselines
+        client.log_metrics(job, 1, eval_loss=0.3)
+        verdict = client.complete_job(job)
+    assert (verdict.status, verdict.blocked, verdict.checks) == ("no_baselines", False, [])
+    assert verdict.record is not None and verdict.record.status == "no_baselines"
+    assert "model sentimnet-bert has no active baselines, nothing was checked" in verdict.message
+    # the job's own column, for every other client, says passed: the verdict record says why
+    assert db.execute("select validation_status from regate.local_training_jobs where id = %s", (job,)).fetchone() == (
+        "passed",
+    )
+
+
 def test_gates_off_for_a_job_and_a_failed_run(baselines: Conn, db_dsn: str) -> None:
     with Client(db_dsn) as client:
         job = client.create_job(MODEL, config={"enableRegressionGates": False})
