@@ -180,10 +180,10 @@ def test_a_run_group_waits_for_its_last_run(baselines: Conn, db_dsn: str) -> Non
         assert last.status == "passed" and last.record is not None and last.record.source == "group"
 
 
-def test_on_a_given_connection_the_calls_join_the_callers_transaction(baselines: Conn) -> None:
+def test_on_a_given_connection_the_calls_join_the_callers_transaction(baselines: Conn, db_dsn: str) -> None:
     baselines.autocommit = False
     client = Client(baselines)
-    other = psycopg.connect(baselines.info.dsn, autocommit=True)
+    other = psycopg.connect(db_dsn, autocommit=True)
     count = "select count(*) from regate.local_training_jobs"
     try:
         with baselines.transaction(force_rollback=True):
