@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from tests.helpers import complete, log, new_job, refused
+from regate_db import cli_retention, release
+from regate_db.clikit import Options
+from tests.helpers import complete, log, new_job, refused, run
 from tests.security.conftest import Logins
 
 Conn = psycopg.Connection[Any]
@@ -796,3 +801,118 @@ def test_at_scale_batches_purge_alongside_trainers_completions_and_readers(db: C
         (model, jobs),
     ).fetchone()
     assert recent == (counts["completed"],)
+
+
+# --- regate-db purge ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rg(db_dsn: str, cli_env: dict[str, str], regate_cmd: list[str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def call(*args: str, dsn: str = db_dsn) -> subprocess.CompletedProcess[str]:
+        return run(regate_cmd, cli_env, *args, "--dsn", dsn)
+
+    return call
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_the_purge_command_previews_confirms_purges_in_batches_and_summarises(
+    db: Conn, db_dsn: str, rg: Callable[..., subprocess.CompletedProcess[str]], logins: Logins
+) -> None:
+    jobs = [trained(db, "cli-model", 12) for _ in range(5)] + [trained(db, "cli-other", 12, status="failed")]
+    backdate(db, jobs, 100)
+
+    dry = rg("purge", "--before", "90d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would purge the raw metrics of 6 jobs that finished before" in dry.stdout
+    assert "60 row(s) deleted, 12 kept" in dry.stdout
+    dry_json = json.loads(rg("purge", "--before", "90d", "--model", "cli-model", "--dry-run", "--json").stdout)
+    assert {k: dry_json[k] for k in ("dry_run", "model_name", "jobs", "rows_to_delete", "rows_to_keep")} == {
+        "dry_run": True,
+        "model_name": "cli-model",
+        "jobs": 5,
+        "rows_to_delete": 50,
+        "rows_to_keep": 10,
+    }
+    assert sum(len(row_ids(db, j)) for j in jobs) == 72  # nothing deleted
+
+    # Without --yes and without a terminal to ask: refused, nothing deleted.
+    line = _one_error_line(rg("purge", "--before", "90d"))
+    assert "pass --yes" in line
+    # Not an admin: one line, exit 2.
+    writer, _ = logins.login("writer")
+    writer_dsn = psycopg.conninfo.make_conninfo(db_dsn, user=writer, password=f"pw-{writer}")
+    assert "only a regate admin" in _one_error_line(rg("purge", "--before", "90d", "--yes", dsn=writer_dsn))
+    # A cutoff in the future: the database's rule, one line.
+    assert "completed_before must be a time in the past" in _one_error_line(
+        rg("purge", "--before", "2999-01-01", "--yes")
+    )
+    assert "neither an ISO date" in _one_error_line(rg("purge", "--before", "soon", "--yes"))
+    assert sum(len(row_ids(db, j)) for j in jobs) == 72
+
+    done = rg("purge", "--before", "90d", "--model", "cli-model", "--batch-jobs", "2", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert {k: summary[k] for k in ("batches", "jobs_purged", "rows_deleted", "rows_kept", "jobs_remaining")} == {
+        "batches": 3,
+        "jobs_purged": 5,
+        "rows_deleted": 50,
+        "rows_kept": 10,
+        "jobs_remaining": 0,
+    }
+    assert summary["busy"] is False and summary["model_name"] == "cli-model"
+    text = rg("purge", "--before", "90d", "--yes")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("purged the raw metrics of 1 job(s): 10 row(s) deleted, 2 kept")
+    again = rg("purge", "--before", "90d", "--yes")
+    assert again.returncode == 0 and again.stdout.startswith("nothing to purge: no jobs that finished before")
+    assert sum(len(row_ids(db, j)) for j in jobs) == 12
+
+
+def test_purge_from_python_stops_when_only_busy_jobs_are_left(db: Conn, db_dsn: str) -> None:
+    held, free = trained(db, "py-model", 12, status="failed"), trained(db, "py-model", 12)
+    backdate(db, [held, free], 3)
+    cutoff = datetime.now(UTC) - timedelta(days=1)
+    with psycopg.connect(db_dsn) as trainer, psycopg.connect(db_dsn, autocommit=True) as admin:
+        log(trainer, held, 13, train_loss=0.1)  # holds the job until it commits
+        plan = cli_retention.preview(admin, cutoff, "py-model")
+        assert plan == cli_retention.PurgePreview(jobs=2, rows_to_delete=20, rows_to_keep=4)
+        batches: list[cli_retention.PurgeBatch] = []
+        summary = cli_retention.purge(
+            admin, cutoff, "py-model", batch_jobs=1, retries=2, pause=0.01, on_batch=lambda b, _: batches.append(b)
+        )
+        assert summary.busy and summary.jobs_purged == 1 and summary.jobs_remaining == 1
+        assert [b.progressed for b in batches] == [True, False, False, False]
+        trainer.commit()
+        summary = cli_retention.purge(admin, cutoff, "py-model")
+        assert (summary.busy, summary.jobs_purged, summary.rows_deleted, summary.jobs_remaining) == (False, 1, 10, 0)
+    with psycopg.connect(db_dsn) as conn, pytest.raises(release.InvalidRequestError, match="autocommit"):
+        cli_retention.purge_batch(conn, cutoff)
+
+
+def test_the_purge_command_exits_1_when_busy_jobs_are_left(
+    db: Conn, db_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = trained(db, "busy-model", 12, status="cancelled")
+    backdate(db, [held], 3)
+    real = cli_retention.purge
+
+    def impatient(*args: Any, **kwargs: Any) -> cli_retention.PurgeSummary:
+        return real(*args, **{**kwargs, "retries": 1, "pause": 0.01})
+
+    monkeypatch.setattr(cli_retention, "purge", impatient)
+    with psycopg.connect(db_dsn) as trainer:
+        log(trainer, held, 13, train_loss=0.1)
+        result = CliRunner().invoke(
+            cli_retention.purge_cmd, ["--before", "1d", "--yes", "--dsn", db_dsn], obj=Options()
+        )
+        trainer.rollback()
+    assert result.exit_code == 1, result.output
+    assert "purged the raw metrics of 0 job(s)" in result.output
+    assert "1 job(s) left that other sessions kept busy" in result.output
