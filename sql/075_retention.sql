@@ -168,13 +168,15 @@ begin
     on conflict (job_id) do update
     set completed_before = excluded.completed_before, purging_xact = excluded.purging_xact;
 
+    -- By ctid (a TID scan, no index descent per row): the rows were found by this statement's own snapshot, which
+    -- keeps them from being pruned, and nothing else deletes a locked job's rows.
     delete from regate.local_training_metrics as m
-    where m.id in (
-        select d.id
+    where m.ctid = any(array(
+        select d.ctid
         from regate.local_training_metrics as d
         where d.job_id = p_job_id and d.id <> all(v_ids)
         limit p_max_rows
-    );
+    ));
     get diagnostics rows_deleted = row_count;
 
     -- Close it before anything else runs.
@@ -183,11 +185,8 @@ begin
     where p.job_id = p_job_id;
 
     delete from regate_internal._metric_candidates as c
-    using (
-        select
-            d.metric_name,
-            d.step,
-            d.metric_id
+    where c.ctid = any(array(
+        select d.ctid
         from regate_internal._metric_candidates as d
         where
             d.job_id = p_job_id
@@ -196,9 +195,7 @@ begin
                 where k.metric_name = d.metric_name and k.metric_id = d.metric_id
             )
         limit p_max_values
-    ) as x
-    where
-        c.job_id = p_job_id and c.metric_name = x.metric_name and c.step = x.step and c.metric_id = x.metric_id;
+    ));
     get diagnostics values_deleted = row_count;
 
     complete := not exists (
