@@ -136,7 +136,8 @@ $$;
 -- holds locked, at most max_rows metric rows that carry none of its final values and at most max_values of its
 -- candidates that are not a final value; record it in regate_internal.metric_purges (complete when nothing of
 -- either is left). Returns (rows deleted, candidates deleted, complete, rows kept: NULL unless complete).
--- The door of the append-only guard is open only between the two updates of metric_purges below.
+-- The door of the append-only guard is open only from the upsert of metric_purges to the update right after the
+-- delete of the metric rows: for that one statement.
 create or replace function regate_internal._purge_job(
     p_job_id uuid,
     p_completed_before timestamptz,
@@ -230,10 +231,11 @@ $$;
 -- (NULL: every model), whose purge is not complete, at most batch_jobs of them, and deletes their metric rows that
 -- carry no final value, at most batch_rows rows per call, and their candidates that are not a final value
 -- (values_deleted), at most as many: a job larger than that is finished by the next calls. rows_kept counts the
--- rows kept of the jobs whose purge completed in this call. Jobs are locked FOR NO KEY UPDATE SKIP LOCKED: a job a trainer is logging into or
--- someone is changing is skipped (and counted in jobs_remaining), never waited for; while a job is purged, an
--- insert of metrics for it or an update of it waits for this transaction. Takes no table locks beyond those of
--- any DELETE. Call it until jobs_remaining is 0, each call in its own transaction (regate-db purge does).
+-- rows kept of the jobs whose purge completed in this call. Jobs are locked FOR NO KEY UPDATE SKIP LOCKED: a job a
+-- trainer is logging into or someone is changing is skipped (and counted in jobs_remaining), never waited for;
+-- while a job is purged, an insert of metrics for it or an update of it waits for this transaction. Takes no table
+-- locks beyond those of any DELETE. Call it until jobs_remaining is 0, each call in its own transaction (regate-db
+-- purge does).
 -- Raises 42501 for non-admins, 22023 for bad arguments.
 create or replace function regate.purge_metrics(
     completed_before timestamptz,
@@ -257,7 +259,8 @@ declare
     v_done record;
 begin
     perform regate_internal._check_purge(
-        'purge_metrics', purge_metrics.completed_before, purge_metrics.model_name, purge_metrics.batch_jobs, purge_metrics.batch_rows
+        'purge_metrics', purge_metrics.completed_before, purge_metrics.model_name, purge_metrics.batch_jobs,
+        purge_metrics.batch_rows
     );
     perform regate_internal._assert_trusted_triggers(array[
         'regate.local_training_metrics'::regclass, 'regate_internal._metric_candidates'::regclass,
