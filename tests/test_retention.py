@@ -272,7 +272,7 @@ def test_final_metrics_survive_a_purge_bit_for_bit_over_random_histories(db: Con
     any statement sizes) and any batch size, a purge keeps exactly the rows that carry a final value, and
     extract_final_metrics (values and steps) is bit-identical before and after, also recomputed from the kept
     rows alone."""
-    seen = {"examples": 0, "split jobs": 0, "non-finite finals": 0, "ties": 0}
+    seen = {"examples": 0, "split jobs": 0, "non-finite finals": 0, "ties": 0, "only at step 1": 0}
 
     @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(history=histories())
@@ -304,10 +304,13 @@ def test_final_metrics_survive_a_purge_bit_for_bit_over_random_histories(db: Con
         seen["non-finite finals"] += '"' in (before[0] or "")
         steps = [s for s, _ in history["rows"]]
         seen["ties"] += len(steps) != len(set(steps))
+        seen["only at step 1"] += any("only_at_step_1" in metrics for _, metrics in history["rows"])
 
     run_one()
+    print("\nrandom histories:", seen)
     assert seen["examples"] >= 60, seen
     assert seen["split jobs"] >= 5 and seen["non-finite finals"] >= 10 and seen["ties"] >= 20, seen
+    assert seen["only at step 1"] >= 10, seen
 
 
 # --- what still works afterwards ------------------------------------------------------------------------------
