@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from bench import alternative, bulk, completion, concurrency, ingest, install, references, release
+from bench import alternative, bulk, completion, concurrency, ingest, install, references, release, retention
 from bench.common import FULL, QUICK, Figure, Sizes, machine, server
 from bench.report import describe, table
 
@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[str, Sizes], list[Figure]]] = {
     "install": install.run,
     "release": release.run,
     "references": references.run,
+    "retention": retention.run,
 }
 
 

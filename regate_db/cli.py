@@ -14,6 +14,7 @@ from regate_db import connect as connect_mod
 from regate_db import uninstall as uninstall_mod
 from regate_db.cli_import import import_group
 from regate_db.cli_release import register as register_release_commands
+from regate_db.cli_retention import purge_cmd
 from regate_db.clikit import Options, connect_from, connection, db_options, echo_err, json_option, resolve
 from regate_db.demo import Reporter, run_demo
 from regate_db.errors import DeploymentRefusedError, GateError, RegateError, translate
@@ -483,6 +484,7 @@ def gates_status(opts: Options) -> None:
 register_release_commands(cli)
 cli.add_command(watch_cmd)
 cli.add_command(import_group)
+cli.add_command(purge_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

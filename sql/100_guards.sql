@@ -175,8 +175,10 @@ begin
 end;
 $$;
 
--- Trigger function: metric rows are append-only (RG003). The one delete allowed is the cascade from deleting
--- their job (which itself is refused while the job has verdicts): then the job is already gone.
+-- Trigger function: metric rows are append-only (RG003). Two deletes are allowed: the cascade from deleting their
+-- job (which itself is refused while the job has verdicts): then the job is already gone; and the retention purge
+-- (sql/075_retention.sql), while regate_internal.metric_purges names this transaction for the row's job, which
+-- only regate-db's own purge writes, and only for the span of its delete statement.
 create or replace function regate_internal._metrics_append_only()
 returns trigger
 language plpgsql
@@ -186,6 +188,12 @@ as $$
 begin
     if tg_relid <> 'regate.local_training_metrics'::regclass then
         perform regate_internal._misfired('_metrics_append_only', tg_relid);
+    end if;
+    if tg_op = 'DELETE' and exists (
+        select from regate_internal.metric_purges as p
+        where p.job_id = old.job_id and p.purging_xact = pg_catalog.pg_current_xact_id()
+    ) then
+        return old;
     end if;
     if tg_op = 'DELETE' and not exists (select from regate.local_training_jobs as j where j.id = old.job_id) then
         return old;

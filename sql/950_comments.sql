@@ -69,7 +69,8 @@ comment on column regate.local_training_jobs.run_group_size is
 -- regate.local_training_metrics ------------------------------------------------------------------------------
 
 comment on table regate.local_training_metrics is
-'One row per logged training or evaluation event. Append-only: update, delete and truncate fail with RG003. '
+'One row per logged training or evaluation event. Append-only: update, delete and truncate fail with RG003 '
+'(an admin''s regate.purge_metrics deletes the rows of old finished jobs but those of their final values). '
 'A login reads, and (as a writer) inserts, only the metrics of the jobs it sees; a completed job takes none (RG002).';
 
 comment on column regate.local_training_metrics.id is
@@ -920,6 +921,22 @@ comment on function regate.gate_stats_for(timestamptz, timestamptz, boolean) is
 'The gate''s figures over [since, until) (NULL: unbounded): per model and an overall row, per day with by_day: '
 'verdicts by status, blocked, not_run, overrides and rates. Sees what the caller may see. Any reader may call it.';
 
+comment on function regate.purge_metrics(timestamptz, text, integer, bigint) is
+'Admins only (42501): one batch of the retention purge: deletes the metric rows of the oldest finished jobs '
+'(completed, failed, cancelled) that finished before completed_before, keeping the rows of each job''s final values '
+'(extract_final_metrics, verdicts, promotion and references answer as before); at most batch_jobs jobs and '
+'batch_rows rows per call, skipping locked jobs. Returns jobs_purged, rows_deleted, rows_kept and jobs_remaining: '
+'call it until jobs_remaining is 0, one transaction per call. 22023 for bad arguments.';
+
+comment on function regate.purge_metrics_preview(timestamptz, text) is
+'Admins only (42501): what regate.purge_metrics with these arguments would do, called until done: the jobs it '
+'would purge, the metric rows it would delete and those it would keep. Reads only. 22023 for bad arguments.';
+
+comment on function regate.metrics_purge_status(uuid) is
+'Whether the job''s raw metric rows were purged (complete) or are being purged, when, by whom, under which cutoff, '
+'and how many rows went and stayed; all NULL when never purged, for an unknown job or another owner''s. Any reader '
+'may call it.';
+
 -- Triggers: regate.local_training_jobs ------------------------------------------------------------------------
 
 comment on trigger _010_identity_on_insert on regate.local_training_jobs is
@@ -973,7 +990,7 @@ comment on trigger _900_forget_candidates on regate.local_training_jobs is
 
 comment on trigger _100_append_only on regate.local_training_metrics is
 'On regate.local_training_metrics, before update or delete: refuses it (RG003); only the cascade from deleting the job '
-'is allowed.';
+'and the deletes of an admin''s regate.purge_metrics (inside its own call) are allowed.';
 
 comment on trigger _100_no_truncate on regate.local_training_metrics is
 'On regate.local_training_metrics, before truncate: refuses it (RG003), for everyone.';

@@ -128,7 +128,7 @@ declare
         || 'regate.gate_status(), regate.extract_final_metrics(uuid), regate.effective_config(jsonb, text), '
         || 'regate.should_block_deployment(regate.validation_results, jsonb), regate.deployment_allowed(uuid, text), '
         || 'regate.deployment_refusal(uuid, text), regate.gate_stats_for(timestamptz, timestamptz, boolean), '
-        || 'regate.number_alerts() to %I'
+        || 'regate.number_alerts(), regate.metrics_purge_status(uuid) to %I'
     ];
     v_writer constant text [] := array[
         'grant insert, update, delete on regate.local_training_jobs to %I',

@@ -172,6 +172,11 @@ CALLS: dict[str, str] = {
     "regate.set_identity_mode": "select regate.set_identity_mode(mode => 'login')",
     "regate.grant_usage": "select regate.grant_usage(role => current_user, level => 'reader')",
     "regate.number_alerts": "select regate.number_alerts()",
+    "regate.metrics_purge_status": "select * from regate.metrics_purge_status(job_id => %(job)s)",
+    "regate.purge_metrics_preview": (
+        "select * from regate.purge_metrics_preview(completed_before => now() - interval '1 second')"
+    ),
+    "regate.purge_metrics": "select * from regate.purge_metrics(completed_before => now() - interval '1 second')",
 }
 
 

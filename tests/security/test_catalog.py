@@ -25,6 +25,7 @@ READER_API = {
     "deployment_refusal(uuid,text)",
     "gate_stats_for(timestamp with time zone,timestamp with time zone,boolean)",
     "number_alerts()",
+    "metrics_purge_status(uuid)",
 }
 WRITER_API = READER_API | {
     "validate_training_results(uuid,text,text)",
@@ -46,6 +47,8 @@ ADMIN_ONLY = {
     "set_identity_mode(text,text[],text)",
     "grant_usage(name,text)",
     "security_problems()",
+    "purge_metrics(timestamp with time zone,text,integer,bigint)",
+    "purge_metrics_preview(timestamp with time zone,text)",
 }
 DOCUMENTED = {"regate_reader": READER_API, "regate_writer": WRITER_API, "regate_admin": WRITER_API | ADMIN_ONLY}
 TENANT_TABLES = ("local_training_jobs", "local_training_metrics", "validation_results")
