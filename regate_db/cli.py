@@ -66,6 +66,7 @@ def cli(ctx: click.Context, dsn: str | None, embedded: bool, debug: bool) -> Non
       regate-db deploy JOB_ID --env production   refused (exit 1) unless the job may deploy
       regate-db champions / override / confirm-override / overrides
       regate-db policy set MODEL --block --enforce / policy show / policy history
+      regate-db purge --before 90d --yes   drop old jobs' raw metrics, keep their final values (admins)
       regate-db import trainer-state --model MODEL --complete trainer_state.json   (also jsonl, csv, mlflow)
 
     \b

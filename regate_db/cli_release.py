@@ -523,6 +523,13 @@ def show_cmd(opts: Options, job_id: str) -> None:
         ("completed", "completed_at"),
     ):
         click.echo(f"  {label + ':':<11}{fmt(j[key])}")
+    if report.purge is not None:
+        p = report.purge
+        state = "" if p["complete"] else ", partly (a later purge finishes it)"
+        click.echo(
+            f"  {'history:':<11}purged {fmt(p['purged_at'])} by {p['purged_by']}{state}: {p['rows_deleted']} metric"
+            f" rows removed, {p['rows_kept']} kept (the rows of its final values)"
+        )
     if report.verdict is None:
         click.echo("verdict: none (the job has not been validated)")
     else:

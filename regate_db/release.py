@@ -512,6 +512,7 @@ class JobReport:
     verdicts: list[Row]
     deployments: list[Row]
     overrides: list[Row]
+    purge: Row | None = None  # regate.metrics_purge_status: the raw history was purged (retention), None if not
 
 
 def show_job(conn: psycopg.Connection[Any], job_id: uuid.UUID | str) -> JobReport:
@@ -544,7 +545,17 @@ def show_job(conn: psycopg.Connection[Any], job_id: uuid.UUID | str) -> JobRepor
     )
     deployments = deployment_list(conn, job_id=job_id) if _has_relation(conn, "regate.deployments") else []
     overrides = override_list(conn, job_id=job_id) if _has_relation(conn, "regate.override_status") else []
-    return JobReport(job, verdict, verdicts, deployments, overrides)
+    purge = None
+    if conn.execute("select to_regprocedure('regate.metrics_purge_status(uuid)') is not null").fetchone() == (True,):
+        found = _rows(
+            conn,
+            "read jobs",
+            "select p.complete, p.purged_at, p.purged_by, p.completed_before, p.rows_deleted, p.rows_kept"
+            " from regate.metrics_purge_status(%s) as p where p.purged_at is not null",
+            (job_id,),
+        )
+        purge = found[0] if found else None
+    return JobReport(job, verdict, verdicts, deployments, overrides, purge)
 
 
 def gate_stats(

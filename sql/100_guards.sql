@@ -171,6 +171,7 @@ begin
         perform regate_internal._misfired('_jobs_forget_candidates', tg_relid);
     end if;
     delete from regate_internal._metric_candidates as c where c.job_id = old.id;
+    delete from regate_internal.metric_purges as p where p.job_id = old.id;  -- a purged job's record goes with it
     return null;
 end;
 $$;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import threading
 import time
@@ -459,6 +460,16 @@ def test_only_finished_jobs_older_than_the_cutoff_of_the_model_are_purged(db: Co
     )
 
 
+def test_deleting_a_purged_job_forgets_its_purge(db: Conn) -> None:
+    job = trained(db, "ret-forget", 12, status="cancelled")  # no verdict: a cancelled job may be deleted
+    backdate(db, [job], 3)
+    purge_all(db)
+    count = "select count(*) from regate_internal.metric_purges where job_id = %s"
+    assert db.execute(count, (job,)).fetchone() == (1,)
+    db.execute("delete from regate.local_training_jobs where id = %s", (job,))
+    assert db.execute(count, (job,)).fetchone() == (0,)
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -876,6 +887,12 @@ def test_the_purge_command_previews_confirms_purges_in_batches_and_summarises(
     again = rg("purge", "--before", "90d", "--yes")
     assert again.returncode == 0 and again.stdout.startswith("nothing to purge: no jobs that finished before")
     assert sum(len(row_ids(db, j)) for j in jobs) == 12
+    shown = rg("show", str(jobs[0]))
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^  history:\s+purged \S+ \S+ by \S+: 10 metric rows removed, 2 kept", shown.stdout, re.M), (
+        shown.stdout
+    )
+    assert json.loads(rg("show", str(jobs[0]), "--json").stdout)["purge"]["rows_deleted"] == 10
 
 
 def test_purge_from_python_stops_when_only_busy_jobs_are_left(db: Conn, db_dsn: str) -> None:
