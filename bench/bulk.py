@@ -83,7 +83,7 @@ def run(maintenance: str, sizes: Sizes) -> list[Figure]:
                 conn,
                 [
                     *(f"regate.{t}" for t in ("local_training_jobs", "local_training_metrics")),
-                    "regate_internal._metric_candidates",
+                    "regate_internal.metric_spans",
                 ],
             )
         with connect(dsn) as gated, connect(dsn, gated=False) as ungated:

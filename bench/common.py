@@ -78,8 +78,8 @@ class Sizes:
 
 QUICK = Sizes(
     quick=True,
-    completion_rows=(1_000, 10_000, 100_000),
-    completion_table_rows=200_000,
+    completion_rows=(1_000, 1_000_000),
+    completion_table_rows=2_100_000,
     completion_repeat=11,
     alternative_rows=1_000,
     alternative_repeat=21,

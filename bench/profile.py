@@ -7,17 +7,15 @@ Run with `.venv/bin/python -m bench.profile` (REGATE_BENCH_DSN as for the benchm
   `track_functions = 'all'`: calls, total and self microseconds) and EXPLAIN ANALYZE of one gated and one
   ungated completing UPDATE (the trigger times);
 * ingest: microseconds per row into regate's table and into a plain copy for COPY, executemany and single-row
-  inserts, the regate functions' time per row, the rows regate_internal._metric_candidates gains per logged row and its
-  size afterwards, and EXPLAIN ANALYZE of the ingest trigger's insert over a COPY-sized batch.
+  inserts, the regate functions' time per row, and the rows regate_internal.metric_spans and metric_names gained
+  (a name new to its job's span of 1024 steps: rare) and their size afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import re
 import time
-import uuid
 from typing import Any
 
 import psycopg
@@ -120,43 +118,17 @@ def profile_ingest(dsn: str) -> None:
             r, p = (spent[t] * 1000 / count for t in (ingest.REGATE, ingest.PLAIN))
             print(f"  us per row: regate {r:.1f}, plain {p:.1f} (regate adds {r - p:.1f})")
         flush_stats(conn)
-        row = conn.execute(
-            "select n_tup_ins, n_tup_upd, pg_size_pretty(pg_total_relation_size(relid))"
-            " from pg_stat_user_tables where schemaname = 'regate_internal' and relname = '_metric_candidates'"
-        ).fetchone()
-        if row:
-            print(
-                f"  regate_internal._metric_candidates: {row[0]:,} rows inserted, {row[1]:,} updated (always 0);"
-                f" {row[2]} in all"
-            )
-        candidates_plan(conn, jobs, step)
-
-
-def candidates_plan(conn: Conn, jobs: list[uuid.UUID], step: int) -> None:
-    """EXPLAIN ANALYZE the ingest trigger's insert into regate_internal._metric_candidates over a 100k-row batch,
-    with a temp table standing in for the transition table. Best effort: skipped when the trigger's text changed
-    shape."""
-    source = conn.execute(
-        "select prosrc from pg_proc where oid = 'regate_internal._metrics_after_insert'::regproc"
-    ).fetchone()
-    # The last insert of the trigger is its batch path (the first serves statements of a few rows).
-    matches = list(
-        re.finditer(r"(insert into regate_internal\._metric_candidates.*?);", source[0] if source else "", re.S)
-    )
-    match = matches[-1] if matches else None
-    if not match:
-        print("  (plan skipped: no 'insert into regate_internal._metric_candidates' statement in the trigger)")
-        return
-    rows = trainer_rows(jobs, 100_000, step)
-    ingest.copy_rows(conn, ingest.PLAIN, rows)
-    conn.execute(
-        "create temp table new_rows as select * from bench_plain.metrics order by id desc limit 100000;"
-        " analyze new_rows"
-    )
-    print("  EXPLAIN ANALYZE of the trigger's insert over 100,000 new rows (temp table as transition table):")
-    conn.execute("set search_path = pg_catalog, pg_temp")
-    explain(conn, match.group(1))
-    conn.execute("reset search_path")
+        for table in ("metric_spans", "metric_names"):
+            row = conn.execute(
+                "select n_tup_ins, n_tup_upd, pg_size_pretty(pg_total_relation_size(relid))"
+                " from pg_stat_user_tables where schemaname = 'regate_internal' and relname = %s",
+                (table,),
+            ).fetchone()
+            if row:
+                print(
+                    f"  regate_internal.{table}: {row[0]:,} rows inserted, {row[1]:,} updated (always 0);"
+                    f" {row[2]} in all"
+                )
 
 
 def main() -> None:

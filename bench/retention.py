@@ -2,13 +2,12 @@
 jobs logged the way trainers log, with a trainer logging alongside.
 
 Data: JOBS completed jobs of STEPS steps each (quick: 100 x 400, full: 400 x 1,000), logged one step at a time
-across all jobs (one INSERT per step with one row per job: every row leaves its own latest-value candidates, as
-a trainer logging row by row does, ~9 per row), then completed and set back 30 days. The purge removes every job's
-rows but those of its final values (one per job here: the last step carries all of them).
+across all jobs (one INSERT per step with one row per job), then completed and set back 30 days. The purge removes
+every job's rows but those of its final values (one per job here: the last step carries all of them).
 
 Figures: metric rows deleted per second over the whole purge; the duration of one batch (median and max: how long
-a batch holds its jobs and deleted rows); the size on disk of regate.local_training_metrics and
-regate_internal._metric_candidates (tables with their indexes) before; after the purge and a plain VACUUM (which
+a batch holds its jobs and deleted rows); the size on disk of regate.local_training_metrics (the table with its
+indexes) before; after the purge and a plain VACUUM (which
 makes the space reusable by new rows but gives back only the tail of a file); after a second VACUUM and logging as
 many rows again into new jobs (the freed space is reused: the heaps do not grow, the indexes little); and after
 VACUUM FULL (a rewrite under an ACCESS EXCLUSIVE lock: what pg_repack or a maintenance window would give back). The
@@ -28,7 +27,7 @@ from typing import Any
 from bench.common import Conn, Figure, Sizes, checked, connect, fresh_database, log, median, settle
 
 MODEL = "bench-retention"
-TABLES = ("regate.local_training_metrics", "regate_internal._metric_candidates")
+TABLES = ("regate.local_training_metrics",)
 
 # One step of every job, as a trainer logs it: the fixed columns (eval columns every 10th step) and 5 other metrics.
 STEP = """
@@ -47,7 +46,7 @@ select
 from unnest(%(jobs)s::uuid[]) as j (id)
 """
 PURGE = (
-    "select jobs_purged, rows_deleted, rows_kept, values_deleted, jobs_remaining"
+    "select jobs_purged, rows_deleted, rows_kept, jobs_remaining"
     " from regate.purge_metrics(completed_before => %s, model_name => %s)"
 )
 FINALS = "select id, regate.extract_final_metrics(id)::text from regate.local_training_jobs where model_name = %s"
@@ -128,35 +127,34 @@ def run(maintenance: str, sizes: Sizes) -> list[Figure]:
         assert running is not None
         settle(conn, ["regate.local_training_jobs", *TABLES])
         rows_before = _count(conn, "regate.local_training_metrics")
-        values_before = _count(conn, "regate_internal._metric_candidates")
         before = _mb(conn, "before")
         finals = dict(conn.execute(FINALS, (MODEL,)).fetchall())
         cutoff_row = conn.execute("select now() - interval '1 day'").fetchone()
         assert cutoff_row is not None
         cutoff: datetime = cutoff_row[0]
-        log(f"retention: {rows_before:,} metric rows, {values_before:,} candidates")
+        log(f"retention: {rows_before:,} metric rows")
 
         trainer = Trainer(dsn, running[0])
         trainer.start()
         time.sleep(alone_s)
         trainer.phase = "purge"
         batches: list[float] = []
-        totals = [0, 0, 0, 0]
+        totals = [0, 0, 0]
         started = time.perf_counter()
         while True:
             t0 = time.perf_counter()
             row: Any = conn.execute(PURGE, (cutoff, MODEL)).fetchone()
             batches.append((time.perf_counter() - t0) * 1000)
-            for i in range(4):
+            for i in range(3):
                 totals[i] += row[i]
-            if row[4] == 0:
+            if row[3] == 0:
                 break
         seconds = time.perf_counter() - started
         trainer.stop.set()
         trainer.join(timeout=30)
         if trainer.error is not None:
             raise RuntimeError(f"the trainer failed during the purge: {trainer.error}") from trainer.error
-        jobs_purged, rows_deleted, rows_kept, values_deleted = totals
+        jobs_purged, rows_deleted, rows_kept = totals
         assert jobs_purged == jobs_n and rows_deleted + rows_kept == rows_before, (totals, rows_before)
         changed = sum(1 for job, text in conn.execute(FINALS, (MODEL,)).fetchall() if finals[job] != text)
         log(f"retention: purged in {seconds:.1f} s, {len(batches)} batches; {changed} final metrics changed")
@@ -188,24 +186,19 @@ def run(maintenance: str, sizes: Sizes) -> list[Figure]:
         rewritten = _mb(conn, "VACUUM FULL")
 
     alone, during = trainer.latencies["alone"], trainer.latencies["purge"]
-    m, c = TABLES
+    (m,) = TABLES
     return [
         Figure(
             f"retention: purge of {jobs_n:,} jobs x {steps:,} steps, metric rows deleted",
             rows_deleted / seconds,
             "rows/s",
         ),
-        Figure("retention: purge, candidates deleted", values_deleted / seconds, "rows/s"),
         Figure(f"retention: batch (100 jobs, <= 100k rows), median of {len(batches)}", median(batches), "ms"),
         Figure("retention: batch, max", max(batches), "ms"),
         Figure("retention: metrics table before", before[m], "MB"),
         Figure("retention: metrics table after purge + VACUUM", vacuumed[m], "MB"),
         Figure("retention: metrics table after logging as many rows again", reused[m], "MB"),
         Figure("retention: metrics table after VACUUM FULL", rewritten[m], "MB"),
-        Figure("retention: candidates before", before[c], "MB"),
-        Figure("retention: candidates after purge + VACUUM", vacuumed[c], "MB"),
-        Figure("retention: candidates after logging as many rows again", reused[c], "MB"),
-        Figure("retention: candidates after VACUUM FULL", rewritten[c], "MB"),
         Figure("retention: trainer single-row insert alone, median", median(alone), "ms"),
         Figure("retention: trainer single-row insert during the purge, median", median(during), "ms"),
         Figure("retention: trainer single-row insert during the purge, max", max(during), "ms"),

@@ -54,13 +54,12 @@ class PurgeBatch:
     jobs_purged: int
     rows_deleted: int
     rows_kept: int
-    values_deleted: int
     jobs_remaining: int
     seconds: float
 
     @property
     def progressed(self) -> bool:
-        return bool(self.jobs_purged or self.rows_deleted or self.values_deleted)
+        return bool(self.jobs_purged or self.rows_deleted)
 
 
 @dataclass
@@ -73,7 +72,6 @@ class PurgeSummary:
     jobs_purged: int = 0
     rows_deleted: int = 0
     rows_kept: int = 0
-    values_deleted: int = 0
     jobs_remaining: int = 0
     seconds: float = 0.0
     busy: bool = False
@@ -83,7 +81,6 @@ class PurgeSummary:
         self.jobs_purged += batch.jobs_purged
         self.rows_deleted += batch.rows_deleted
         self.rows_kept += batch.rows_kept
-        self.values_deleted += batch.values_deleted
         self.jobs_remaining = batch.jobs_remaining
         self.seconds += batch.seconds
 
@@ -130,7 +127,7 @@ def purge_batch(
             row = _row(
                 conn,
                 "purge metrics",
-                "select jobs_purged, rows_deleted, rows_kept, values_deleted, jobs_remaining"
+                "select jobs_purged, rows_deleted, rows_kept, jobs_remaining"
                 " from regate.purge_metrics(completed_before => %s, model_name => %s, batch_jobs => %s,"
                 " batch_rows => %s)",
                 (completed_before, model_name, batch_jobs, batch_rows),
@@ -141,7 +138,6 @@ def purge_batch(
         jobs_purged=int(row["jobs_purged"]),
         rows_deleted=int(row["rows_deleted"]),
         rows_kept=int(row["rows_kept"]),
-        values_deleted=int(row["values_deleted"]),
         jobs_remaining=int(row["jobs_remaining"]),
         seconds=time.perf_counter() - started,
     )
@@ -229,7 +225,6 @@ def _summary_json(summary: PurgeSummary) -> dict[str, Any]:
         "jobs_purged": summary.jobs_purged,
         "rows_deleted": summary.rows_deleted,
         "rows_kept": summary.rows_kept,
-        "values_deleted": summary.values_deleted,
         "jobs_remaining": summary.jobs_remaining,
         "busy": summary.busy,
         "seconds": round(summary.seconds, 3),
@@ -328,7 +323,7 @@ def purge_cmd(
             bar.close()
     if opts.json:
         emit_json(_summary_json(summary))
-    elif not (summary.busy or summary.jobs_purged or summary.rows_deleted or summary.values_deleted):
+    elif not (summary.busy or summary.jobs_purged or summary.rows_deleted):
         click.echo(f"nothing to purge: no {_scope(completed_before, model)} and were not purged yet")
     else:
         click.echo(

@@ -1,5 +1,5 @@
--- Metrics: what a metric key and value may be, the ingest trigger that refuses bad metrics and feeds
--- regate_internal._metric_candidates, and the final metrics of a job.
+-- Metrics: what a metric key and value may be, the ingest trigger that refuses bad metrics and records where a job's
+-- metrics are (regate_internal.metric_spans, metric_names), and the final metrics of a job.
 --
 -- Error codes raised here (see docs/sql-reference.md):
 --   RG001  a metric key or value is not acceptable
@@ -130,37 +130,74 @@ begin
 end;
 $$;
 
--- regate_internal._metric_value(job, step, key, value): the value of a named metric as a double, or RG001. Plain SQL so
--- that it inlines into the ingest trigger's queries: ordinary keys and values pass a cheap test, only the rest
--- meets the exact rules of regate_internal._checked_metric.
-create or replace function regate_internal._metric_value(p_job_id uuid, p_step bigint, p_key text, p_value jsonb)
-returns double precision
+-- regate_internal._suspicious_metrics(metrics): false when every key and value of a metrics object surely keeps the
+-- rules (a non-blank key that is not a column of local_training_metrics; a number well within a double, or "NaN",
+-- "Infinity", "-Infinity"), in one jsonpath test; true sends the object to the exact rules of
+-- regate_internal._checked_metric (so the messages are theirs). tests/test_rules.py proves the reserved names here
+-- equal regate_internal._reserved_metric_keys(). Plain SQL, so that it inlines into the ingest trigger's query.
+create or replace function regate_internal._suspicious_metrics(p_metrics jsonb)
+returns boolean
 language sql
 immutable
 parallel safe
 security invoker
 as $$
-    select case
-        when
-            btrim(p_key) <> ''
-            and p_key <> all(regate_internal._reserved_metric_keys())
-            and case jsonb_typeof(p_value)
-                when 'number' then abs(p_value::numeric) between 1e-300 and 1e300 or p_value::numeric = 0
-                when 'string' then p_value #>> '{}' in ('NaN', 'Infinity', '-Infinity')
-                else false
-            end
-            then regate_internal._jsonb_float8(p_value)
-        else regate_internal._checked_metric(p_job_id, p_step, p_key, p_value)
-    end
+    select
+        p_metrics ?| array[
+            '', 'id', 'job_id', 'step', 'metrics', 'recorded_at', 'epoch', 'train_loss', 'eval_loss', 'perplexity',
+            'learning_rate', 'grad_norm'
+        ]
+        or jsonb_path_exists(
+            p_metrics,
+            'strict $.* ? (@.type() != "number" && !(@.type() == "string" && (@ == "NaN" || @ == "Infinity" || @ == "-Infinity"))
+                || @ > 1e300 || @ < -1e300 || (@ < 1e-300 && @ > -1e-300 && @ != 0))'
+        )
+$$;
+
+-- regate_internal._column_names(row): the names of the fixed metric columns of a metric row that are not NULL, as
+-- an array. Plain SQL, so that it inlines into the ingest trigger's query as one expression.
+create or replace function regate_internal._column_names(p_row regate.local_training_metrics)
+returns text[]
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select array_remove(array[
+        case when p_row.epoch is not null then 'epoch' end,
+        case when p_row.train_loss is not null then 'train_loss' end,
+        case when p_row.eval_loss is not null then 'eval_loss' end,
+        case when p_row.perplexity is not null then 'perplexity' end,
+        case when p_row.learning_rate is not null then 'learning_rate' end,
+        case when p_row.grad_norm is not null then 'grad_norm' end
+    ], null)
+$$;
+
+-- regate_internal._row_metric_names(row): the names of the metrics a metric row logs: its fixed metric columns
+-- that are not NULL and the keys of metrics. Plain SQL, so that it inlines into the ingest trigger's query.
+create or replace function regate_internal._row_metric_names(p_row regate.local_training_metrics)
+returns setof text
+language sql
+immutable
+parallel safe
+security invoker
+as $$
+    select k.key from jsonb_object_keys(p_row.metrics) as k (key)
+    union all
+    select f.metric_name from regate_internal._column_metrics(p_row) as f
 $$;
 
 -- Trigger function (after insert, per statement): refuse bad metrics (RG001) and metrics of completed jobs
--- (RG002), then add the new rows' latest values to regate_internal._metric_candidates. The jobs are locked FOR
--- SHARE, in id order: a concurrent completion waits for this insert to commit (and then validates with its rows),
--- or this insert waits for the completion and is refused; a verdict never goes silently stale.
--- SECURITY DEFINER (it writes regate_internal), so it refuses to fire anywhere but where regate-db attached it,
--- and while a trigger regate-db did not install sits on the table (RG010). Row-level security has already
--- refused rows of other owners' jobs (WITH CHECK of the insert).
+-- (RG002), and record in regate_internal.metric_spans / metric_names the metric names that the new rows log for
+-- the first time within their span of 1024 steps (a trainer logs the same names step after step: most statements
+-- record nothing). The jobs are locked FOR SHARE: a concurrent completion waits for this insert to commit (and then
+-- validates with its rows), or this insert waits for the completion and is refused; a verdict never goes silently
+-- stale. Nothing is remembered between statements: every statement reads the jobs and the spans it logs into, so
+-- no state a client can write or roll back (settings, savepoints) can let a row into a completed job or keep a
+-- name from its span.
+-- SECURITY DEFINER (it reads and writes regate_internal), so it refuses to fire anywhere but where regate-db
+-- attached it, and while a trigger regate-db did not install sits on the table (RG010; the catalog is read once
+-- per transaction, see below). Row-level security has already refused rows of other owners' jobs (WITH CHECK).
 create or replace function regate_internal._metrics_after_insert()
 returns trigger
 language plpgsql
@@ -168,110 +205,198 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_job record;
+    v_completed uuid;
+    v_is_completed boolean;
+    v_suspicious boolean;
+    v_new_names boolean;
 begin
     if tg_relid <> 'regate.local_training_metrics'::regclass or tg_level <> 'STATEMENT' or tg_op <> 'INSERT' then
         perform regate_internal._misfired('_metrics_after_insert', tg_relid);
     end if;
-    perform regate_internal._assert_trusted_triggers(
-        array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
-    );
-    for v_job in
-        select j.id, j.status
+    -- A foreign trigger on these tables would run as every tenant who logs metrics: refuse to log next to one.
+    -- The catalog is read once per transaction. The setting that remembers it only spares the session that holds
+    -- it (a forged value spares its own inserts the check, whose point is to protect the other sessions), and no
+    -- trigger can be added to the metrics table while this transaction holds its lock on it (CREATE TRIGGER waits).
+    if current_setting('regate.ingest_checked', true) is distinct from pg_catalog.pg_current_xact_id()::text then
+        perform regate_internal._assert_trusted_triggers(
+            array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
+        );
+        perform pg_catalog.set_config('regate.ingest_checked', pg_catalog.pg_current_xact_id()::text, true);
+    end if;
+    -- A statement of one row (a trainer logging as it goes; executemany sends one statement per row) takes one
+    -- query: lock its job FOR SHARE and read its status, test its values (one jsonpath test), and test whether its
+    -- metric names are recorded for its (job, span). A statement of more rows gets no row here (the count comes
+    -- first and gates the rest) and takes the set-based query below, which locks its jobs in id order.
+    select
+        j.status = 'completed',
+        regate_internal._suspicious_metrics(n.metrics),
+        not exists (
+            select from regate_internal.metric_spans as s
+            where
+                s.job_id = n.job_id and s.span = n.step / 1024
+                and n.metrics - s.seen = '{}'::jsonb and regate_internal._column_names(n) <@ s.seen
+        ),
+        n.job_id
+    into v_is_completed, v_suspicious, v_new_names, v_completed
+    from new_rows as n
+    cross join lateral (
+        select j.status
         from regate.local_training_jobs as j
-        where j.id in (select n.job_id from new_rows as n)
-        order by j.id
+        where j.id = n.job_id
         for share of j
-    loop
-        if v_job.status = 'completed' then
-            raise exception using
-                errcode = 'RG002',
-                message = format('job %s is completed: its metrics are final and were validated', v_job.id),
-                hint = 'Log metrics before setting status to completed (or move the job out of completed first).';
-        end if;
-    end loop;
-
-    -- A few rows (a trainer logging as it goes): every value is a candidate, no aggregation needed. Counting
-    -- stops at 9 rows (a statement of 1M rows is not counted to the end); up to 8 rows the aggregation below
-    -- costs more than the few extra candidate rows it would save (measured: docs/performance.md).
-    if (select count(*) from (select from new_rows limit 9) as s) <= 8 then
-        insert into regate_internal._metric_candidates (job_id, metric_name, value, step, metric_id)
+    ) as j
+    where (select count(*) from (select from new_rows limit 2) as c) = 1;
+    if not found then
         select
-            n.job_id,
-            v.metric_name,
-            v.value,
-            n.step,
-            n.id
+            (
+                select j.id
+                from (
+                    select
+                        j.id,
+                        j.status
+                    from regate.local_training_jobs as j
+                    where j.id in (select n.job_id from new_rows as n)
+                    order by j.id
+                    for share of j
+                    offset 0  -- a fence: the filter below must not reach this query, which locks every job
+                ) as j
+                where j.status = 'completed'
+                limit 1
+            ),
+            exists (select from new_rows as n where regate_internal._suspicious_metrics(n.metrics)),
+            true
+        into v_completed, v_suspicious, v_new_names;
+        v_is_completed := v_completed is not null;
+    end if;
+    if v_is_completed then
+        raise exception using
+            errcode = 'RG002',
+            message = format('job %s is completed: its metrics are final and were validated', v_completed),
+            hint = 'Log metrics before setting status to completed (or move the job out of completed first).';
+    end if;
+    if v_suspicious then  -- the exact rules, and their messages
+        perform regate_internal._checked_metric(n.job_id, n.step, e.key, e.value)
         from new_rows as n
-        cross join lateral (
-            select
-                f.metric_name,
-                f.value
-            from regate_internal._column_metrics(n) as f
-            union all
-            select
-                e.key,
-                regate_internal._metric_value(n.job_id, n.step, e.key, e.value)
-            from jsonb_each(n.metrics) as e
-        ) as v (metric_name, value)
-        where v.value is not null;
+        cross join lateral jsonb_each(n.metrics) as e
+        where regate_internal._suspicious_metrics(n.metrics);
+    end if;
+    if not v_new_names then
         return null;
     end if;
-    -- A batch: only each (job, metric)'s latest value among the new rows, without sorting every (row, metric)
-    -- pair: first the highest step of each (job, metric) (hash aggregates), then, among the few rows at that
-    -- step, the highest id that carries the metric. Inserted, never updated: no row locks, no deadlocks.
-    insert into regate_internal._metric_candidates (job_id, metric_name, value, step, metric_id)
-    select distinct on (c.job_id, c.metric_name)
-        c.job_id,
-        c.metric_name,
-        c.value,
-        c.step,
-        c.id
-    from (
+    -- Record the names of each (job, span) that no single row of metric_spans covers yet: a new row with them and
+    -- every name already recorded for that (job, span), so that from now on one row covers the span (what the
+    -- one-row path above looks for); and the names new to their job. A name is recorded only once it kept the key
+    -- rules: a blank key (only spaces; the empty key is suspicious above) is never recorded, so it always comes
+    -- here and is refused. Nothing here is unique, so no insert waits for another session's.
+    with pairs as (
         select
-            k.job_id,
+            n.job_id,
+            n.step / 1024 as span,
             k.metric_name,
-            n.step,
-            n.id,
-            case k.metric_name
-                when 'epoch' then n.epoch
-                when 'train_loss' then n.train_loss
-                when 'eval_loss' then n.eval_loss
-                when 'perplexity' then n.perplexity
-                when 'learning_rate' then n.learning_rate
-                when 'grad_norm' then n.grad_norm
-                else regate_internal._jsonb_float8(n.metrics -> k.metric_name)
-            end as value
-        from (
-            select
-                n.job_id,
-                e.key as metric_name,
-                max(n.step) as step
-            from new_rows as n
-            cross join lateral jsonb_each(n.metrics) as e
-            -- every value passes the rules here (RG001), whether or not it ends up a candidate
-            where regate_internal._metric_value(n.job_id, n.step, e.key, e.value) is not null
-            group by n.job_id, e.key
-            union all
-            select
-                n.job_id,
-                f.metric_name,
-                max(n.step) as step
-            from new_rows as n
-            cross join lateral regate_internal._column_metrics(n) as f
-            group by n.job_id, f.metric_name
-        ) as k
-        inner join new_rows as n on k.job_id = n.job_id and k.step = n.step
-    ) as c
-    where c.value is not null
-    order by c.job_id asc, c.metric_name asc, c.id desc;
+            min(n.step) as step
+        from new_rows as n
+        cross join lateral regate_internal._row_metric_names(n) as k (metric_name)
+        group by n.job_id, n.step / 1024, k.metric_name
+    ),
+
+    groups as (
+        select
+            p.job_id,
+            p.span,
+            array_agg(p.metric_name) as names
+        from pairs as p
+        where btrim(p.metric_name) <> '' or regate_internal._checked_metric(p.job_id, p.step, p.metric_name, null) is null
+        group by p.job_id, p.span
+    ),
+
+    spans as (
+        insert into regate_internal.metric_spans (job_id, span, seen)
+        select
+            g.job_id,
+            g.span,
+            array(
+                select u.metric_name from unnest(g.names) as u (metric_name)
+                union
+                select x.metric_name
+                from regate_internal.metric_spans as s
+                cross join lateral unnest(s.seen) as x (metric_name)
+                where s.job_id = g.job_id and s.span = g.span
+                order by 1
+            )
+        from groups as g
+        where not exists (
+            select from regate_internal.metric_spans as s
+            where s.job_id = g.job_id and s.span = g.span and s.seen @> g.names
+        )
+        returning job_id, seen
+    )
+
+    insert into regate_internal.metric_names (job_id, metric_name)
+    select distinct
+        s.job_id,
+        x.metric_name
+    from spans as s
+    cross join lateral unnest(s.seen) as x (metric_name)
+    where not exists (
+        select from regate_internal.metric_names as m
+        where m.job_id = s.job_id and m.metric_name = x.metric_name
+    );
     return null;
 end;
 $$;
 
+-- regate_internal._final_value_row(job_id, metric): the final value of one metric of a job (from the row with the
+-- highest (step, id) where it is present and not NULL), its step and that row's id; no row when the job never
+-- logged it. One backward index scan within the newest span (1024 steps) that holds the metric: its cost is
+-- bounded by the rows of one span, however long the job and however long ago the metric was last logged.
+create or replace function regate_internal._final_value_row(p_job_id uuid, p_metric text)
+returns table (value double precision, step bigint, metric_id bigint)
+language sql
+stable
+security invoker
+as $$
+    select
+        case p_metric
+            when 'epoch' then m.epoch
+            when 'train_loss' then m.train_loss
+            when 'eval_loss' then m.eval_loss
+            when 'perplexity' then m.perplexity
+            when 'learning_rate' then m.learning_rate
+            when 'grad_norm' then m.grad_norm
+            else regate_internal._jsonb_float8(m.metrics -> p_metric)
+        end,
+        m.step,
+        m.id
+    from (
+        select max(s.span) as span
+        from regate_internal.metric_spans as s
+        where s.job_id = p_job_id and p_metric = any(s.seen)
+    ) as s
+    cross join lateral (
+        select m.*
+        from regate.local_training_metrics as m
+        where
+            m.job_id = p_job_id
+            and m.step >= s.span * 1024
+            and m.step <= s.span * 1024 + 1023
+            and case p_metric
+                when 'epoch' then m.epoch is not null
+                when 'train_loss' then m.train_loss is not null
+                when 'eval_loss' then m.eval_loss is not null
+                when 'perplexity' then m.perplexity is not null
+                when 'learning_rate' then m.learning_rate is not null
+                when 'grad_norm' then m.grad_norm is not null
+                else m.metrics ? p_metric
+            end
+        order by m.step desc, m.id desc
+        limit 1
+    ) as m
+$$;
+
 -- regate_internal._final_metrics(job_id): the job's final metrics (name -> value, as in extract_final_metrics)
--- and the step each came from (name -> step); NULLs when the job logged nothing. Index lookups only. Callers are
--- regate-db's SECURITY DEFINER functions, which check that the session may see the job.
+-- and the step each came from (name -> step); NULLs when the job logged nothing. Index lookups only: the job's
+-- metric names, then one bounded lookup each (regate_internal._final_value_row). Callers are regate-db's
+-- SECURITY DEFINER functions, which check that the session may see the job.
 create or replace function regate_internal._final_metrics(p_job_id uuid, out metrics jsonb, out steps jsonb)
 language plpgsql
 stable
@@ -281,41 +406,15 @@ set extra_float_digits = 3
 as $$
 -- PL/pgSQL, not SQL: it runs on every completion, and PostgreSQL before 18 re-plans a SQL function per call.
 begin
-    -- A skip scan over the job's metric names (one index lookup each), then the newest candidate per name.
-    with recursive names as (
-        (
-            select c.metric_name
-            from regate_internal._metric_candidates as c
-            where c.job_id = p_job_id
-            order by c.metric_name
-            limit 1
-        )
-        union all
-        select (
-            select c.metric_name
-            from regate_internal._metric_candidates as c
-            where c.job_id = p_job_id and c.metric_name > n.metric_name
-            order by c.metric_name
-            limit 1
-        )
-        from names as n
-        where n.metric_name is not null
-    )
-
     select
-        jsonb_object_agg(n.metric_name, regate_internal._float8_jsonb(l.value)),
-        jsonb_object_agg(n.metric_name, l.step)
-    from names as n
-    cross join lateral (
-        select
-            c.value,
-            c.step
-        from regate_internal._metric_candidates as c
-        where c.job_id = p_job_id and c.metric_name = n.metric_name
-        order by c.step desc, c.metric_id desc
-        limit 1
-    ) as l
-    where n.metric_name is not null
+        jsonb_object_agg(n.metric_name, regate_internal._float8_jsonb(f.value)),
+        jsonb_object_agg(n.metric_name, f.step)
+    from (
+        select distinct m.metric_name
+        from regate_internal.metric_names as m
+        where m.job_id = p_job_id
+    ) as n
+    cross join lateral regate_internal._final_value_row(p_job_id, n.metric_name) as f
     into metrics, steps;
 end;
 $$;

@@ -7,8 +7,8 @@
 --
 -- Error codes raised here: none.
 
--- regate_internal._final_value(job_id, metric): the final value of one metric of a job (its newest candidate:
--- highest step, then latest row), NULL when the job never logged it.
+-- regate_internal._final_value(job_id, metric): the final value of one metric of a job (highest step, then latest
+-- row), NULL when the job never logged it.
 create or replace function regate_internal._final_value(p_job_id uuid, p_metric text)
 returns double precision
 language sql
@@ -16,11 +16,7 @@ stable
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    select c.value
-    from regate_internal._metric_candidates as c
-    where c.job_id = p_job_id and c.metric_name = p_metric
-    order by c.step desc, c.metric_id desc
-    limit 1
+    select f.value from regate_internal._final_value_row(p_job_id, p_metric) as f
 $$;
 
 -- regate_internal._reference(baseline, job_id, metric): the reference of a champion or rolling baseline for the
@@ -159,7 +155,7 @@ begin
         select m.key as name from jsonb_object_keys(coalesce(p_metrics, '{}'::jsonb)) as m (key)
         union
         select c.metric_name
-        from regate_internal._metric_candidates as c
+        from regate_internal.metric_names as c
         where v_champion is not null and c.job_id = v_champion and left(c.metric_name, length(v_prefix)) = v_prefix
     ) as k
     where left(k.name, length(v_prefix)) = v_prefix and length(k.name) > length(v_prefix)

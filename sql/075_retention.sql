@@ -1,8 +1,8 @@
 -- Retention: the admins' purge of raw metric rows (regate.purge_metrics, regate-db purge). For each finished job
--- older than a cutoff it deletes the metric rows that carry none of the job's final values, and the ingest
--- candidates (regate_internal._metric_candidates) that are not a final value, in calls of bounded size. It keeps,
--- for every metric of the job, the row its final value comes from (highest step, then highest id: the rule of
--- regate_internal._final_metrics) and that value's candidate, so that regate.extract_final_metrics, re-validation,
+-- older than a cutoff it deletes the metric rows that carry none of the job's final values, in calls of bounded
+-- size. It keeps, for every metric of the job, the row its final value comes from (highest step, then highest id:
+-- the rule of regate_internal._final_metrics), and the job's entries of regate_internal.metric_names and
+-- metric_spans (which still lead to those rows), so that regate.extract_final_metrics, re-validation,
 -- promotion to baselines, champion and rolling references and run groups answer exactly as before. It never
 -- deletes a job, a verdict, a baseline or anything else.
 --
@@ -35,8 +35,8 @@ as $$
 $$;
 
 -- regate_internal._final_rows(job_id): for each metric of the job, where its final value comes from: the metric
--- name, the step and the id of the metric row (the newest candidate: highest step, then highest row id; the rule
--- of regate_internal._final_metrics). Index lookups only. Several metrics may come from one row.
+-- name, the step and the id of the metric row (highest step, then highest row id: the rule of
+-- regate_internal._final_metrics, by the same lookup). Index lookups only. Several metrics may come from one row.
 create or replace function regate_internal._final_rows(p_job_id uuid)
 returns table (metric_name text, step bigint, metric_id bigint)
 language plpgsql
@@ -45,43 +45,17 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    -- A skip scan over the job's metric names (one index lookup each), then the newest candidate per name.
     return query
-    with recursive names as (
-        (
-            select c.metric_name
-            from regate_internal._metric_candidates as c
-            where c.job_id = p_job_id
-            order by c.metric_name
-            limit 1
-        )
-        union all
-        select (
-            select c.metric_name
-            from regate_internal._metric_candidates as c
-            where c.job_id = p_job_id and c.metric_name > n.metric_name
-            order by c.metric_name
-            limit 1
-        )
-        from names as n
-        where n.metric_name is not null
-    )
-
     select
         n.metric_name,
-        l.step,
-        l.metric_id
-    from names as n
-    cross join lateral (
-        select
-            c.step,
-            c.metric_id
-        from regate_internal._metric_candidates as c
-        where c.job_id = p_job_id and c.metric_name = n.metric_name
-        order by c.step desc, c.metric_id desc
-        limit 1
-    ) as l
-    where n.metric_name is not null;
+        f.step,
+        f.metric_id
+    from (
+        select distinct m.metric_name
+        from regate_internal.metric_names as m
+        where m.job_id = p_job_id
+    ) as n
+    cross join lateral regate_internal._final_value_row(p_job_id, n.metric_name) as f;
 end;
 $$;
 
@@ -132,19 +106,16 @@ begin
 end;
 $$;
 
--- regate_internal._purge_job(job_id, completed_before, max_rows, max_values): delete, of one job that the caller
--- holds locked, at most max_rows metric rows that carry none of its final values and at most max_values of its
--- candidates that are not a final value; record it in regate_internal.metric_purges (complete when nothing of
--- either is left). Returns (rows deleted, candidates deleted, complete, rows kept: NULL unless complete).
+-- regate_internal._purge_job(job_id, completed_before, max_rows): delete, of one job that the caller holds locked,
+-- at most max_rows metric rows that carry none of its final values; record it in regate_internal.metric_purges
+-- (complete when none is left). Returns (rows deleted, complete, rows kept: NULL unless complete).
 -- The door of the append-only guard is open only from the upsert of metric_purges to the update right after the
 -- delete of the metric rows: for that one statement.
 create or replace function regate_internal._purge_job(
     p_job_id uuid,
     p_completed_before timestamptz,
     p_max_rows bigint,
-    p_max_values bigint,
     out rows_deleted bigint,
-    out values_deleted bigint,
     out complete boolean,
     out rows_kept bigint
 )
@@ -154,13 +125,11 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_names text [];
     v_ids bigint [];
 begin
-    -- What stays: the row and the candidate of every metric's final value. The job is locked by the caller (no
-    -- new rows can commit for it meanwhile), and the kept rows never change: every statement below agrees on them.
-    select coalesce(array_agg(f.metric_name), '{}'), coalesce(array_agg(f.metric_id), '{}')
-    into v_names, v_ids
+    -- What stays: the row of every metric's final value. The job is locked by the caller (no new rows can commit
+    -- for it meanwhile), and the kept rows never change: every statement below agrees on them.
+    select coalesce(array_agg(f.metric_id), '{}') into v_ids
     from regate_internal._final_rows(p_job_id) as f;
 
     -- Open the door for this job, in this transaction.
@@ -185,31 +154,9 @@ begin
     set purging_xact = null
     where p.job_id = p_job_id;
 
-    delete from regate_internal._metric_candidates as c
-    where c.ctid = any(array(
-        select d.ctid
-        from regate_internal._metric_candidates as d
-        where
-            d.job_id = p_job_id
-            and not exists (
-                select from unnest(v_names, v_ids) as k (metric_name, metric_id)
-                where k.metric_name = d.metric_name and k.metric_id = d.metric_id
-            )
-        limit p_max_values
-    ));
-    get diagnostics values_deleted = row_count;
-
     complete := not exists (
         select from regate.local_training_metrics as d
         where d.job_id = p_job_id and d.id <> all(v_ids)
-    ) and not exists (
-        select from regate_internal._metric_candidates as d
-        where
-            d.job_id = p_job_id
-            and not exists (
-                select from unnest(v_names, v_ids) as k (metric_name, metric_id)
-                where k.metric_name = d.metric_name and k.metric_id = d.metric_id
-            )
     );
     if complete then
         select count(distinct k.id) into rows_kept from unnest(v_ids) as k (id);
@@ -226,11 +173,10 @@ end;
 $$;
 
 -- regate.purge_metrics(completed_before, model_name, batch_jobs, batch_rows) returns (jobs_purged, rows_deleted,
--- rows_kept, values_deleted, jobs_remaining): one batch of the retention purge. Takes the oldest finished jobs
+-- rows_kept, jobs_remaining): one batch of the retention purge. Takes the oldest finished jobs
 -- (completed, failed, cancelled: regate_internal._finished_at) that finished before completed_before, of model_name
 -- (NULL: every model), whose purge is not complete, at most batch_jobs of them, and deletes their metric rows that
--- carry no final value, at most batch_rows rows per call, and their candidates that are not a final value
--- (values_deleted), at most as many: a job larger than that is finished by the next calls. rows_kept counts the
+-- carry no final value, at most batch_rows rows per call: a job larger than that is finished by the next calls. rows_kept counts the
 -- rows kept of the jobs whose purge completed in this call. Jobs are locked FOR NO KEY UPDATE SKIP LOCKED: a job a
 -- trainer is logging into or someone is changing is skipped (and counted in jobs_remaining), never waited for;
 -- while a job is purged, an insert of metrics for it or an update of it waits for this transaction. Takes no table
@@ -245,7 +191,6 @@ create or replace function regate.purge_metrics(
     out jobs_purged integer,
     out rows_deleted bigint,
     out rows_kept bigint,
-    out values_deleted bigint,
     out jobs_remaining bigint
 )
 language plpgsql
@@ -263,13 +208,11 @@ begin
         purge_metrics.batch_rows
     );
     perform regate_internal._assert_trusted_triggers(array[
-        'regate.local_training_metrics'::regclass, 'regate_internal._metric_candidates'::regclass,
-        'regate_internal.metric_purges'::regclass
+        'regate.local_training_metrics'::regclass, 'regate_internal.metric_purges'::regclass
     ], true);
     jobs_purged := 0;
     rows_deleted := 0;
     rows_kept := 0;
-    values_deleted := 0;
     select coalesce(array_agg(s.id order by s.finished_at, s.id), '{}') into v_jobs
     from (
         select
@@ -285,15 +228,11 @@ begin
         for no key update of j skip locked
     ) as s;
     foreach v_job in array v_jobs loop
-        exit when
-            purge_metrics.rows_deleted >= purge_metrics.batch_rows
-            or purge_metrics.values_deleted >= purge_metrics.batch_rows;
+        exit when purge_metrics.rows_deleted >= purge_metrics.batch_rows;
         v_done := regate_internal._purge_job(
-            v_job, purge_metrics.completed_before, purge_metrics.batch_rows - purge_metrics.rows_deleted,
-            purge_metrics.batch_rows - purge_metrics.values_deleted
+            v_job, purge_metrics.completed_before, purge_metrics.batch_rows - purge_metrics.rows_deleted
         );
         purge_metrics.rows_deleted := purge_metrics.rows_deleted + v_done.rows_deleted;
-        purge_metrics.values_deleted := purge_metrics.values_deleted + v_done.values_deleted;
         if v_done.complete then
             jobs_purged := jobs_purged + 1;
             purge_metrics.rows_kept := purge_metrics.rows_kept + v_done.rows_kept;

@@ -158,8 +158,8 @@ begin
 end;
 $$;
 
--- Trigger function (after delete of a job): remove its candidates (regate_internal._metric_candidates has no
--- foreign key, which would cost a check per candidate on the ingest path).
+-- Trigger function (after delete of a job): remove its entries of regate_internal.metric_names and metric_spans
+-- (which have no foreign key, whose check would cost ingest a lookup per entry) and its purge record.
 create or replace function regate_internal._jobs_forget_candidates()
 returns trigger
 language plpgsql
@@ -170,7 +170,8 @@ begin
     if tg_relid <> 'regate.local_training_jobs'::regclass then
         perform regate_internal._misfired('_jobs_forget_candidates', tg_relid);
     end if;
-    delete from regate_internal._metric_candidates as c where c.job_id = old.id;
+    delete from regate_internal.metric_names as n where n.job_id = old.id;
+    delete from regate_internal.metric_spans as s where s.job_id = old.id;
     delete from regate_internal.metric_purges as p where p.job_id = old.id;  -- a purged job's record goes with it
     return null;
 end;

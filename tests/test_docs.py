@@ -185,7 +185,7 @@ def test_every_table_and_view_is_documented_with_its_columns(db: psycopg.Connect
     assert {
         "regate_internal.schema_migrations",
         "regate_internal.schema_repeatables",
-        "regate_internal._metric_candidates",
+        "regate_internal.metric_spans",
         "regate.validation_history",
     } <= names
     for name, _kind, columns in rows:

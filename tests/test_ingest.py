@@ -26,10 +26,11 @@ def final(db: psycopg.Connection[Any], job: uuid.UUID) -> dict[str, Any] | None:
 
 
 def count_rows(db: psycopg.Connection[Any], job: uuid.UUID | None = None) -> tuple[int, int]:
-    """(metric rows, regate_internal._metric_candidates rows), of one job or of all."""
+    """(metric rows, metric names recorded in regate_internal.metric_names), of one job or of all."""
     row = db.execute(
         "select (select count(*) from regate.local_training_metrics where %(j)s::uuid is null or job_id = %(j)s),"
-        " (select count(*) from regate_internal._metric_candidates where %(j)s::uuid is null or job_id = %(j)s)",
+        " (select count(distinct (job_id, metric_name)) from regate_internal.metric_names"
+        "  where %(j)s::uuid is null or job_id = %(j)s)",
         {"j": job},
     ).fetchone()
     assert row is not None
@@ -195,11 +196,13 @@ def test_a_batch_with_one_bad_row_inserts_nothing(
     insert(db, [(job, step, Jsonb({"accuracy": step / 10})) for step in (3, 1, 2)])
     assert count_rows(db, job)[0] == 3
     assert final(db, job) == {"accuracy": 0.3}
-    # A batch (more than a few rows in one statement) leaves one candidate per (job, metric); executemany
-    # sends one statement per row, and small statements keep every value as a candidate.
+    # A batch or one statement per row (executemany): each name is recorded once for the job, and once for the
+    # span of 1024 steps the rows fall into, however many rows log it.
     big = new_job(db)
     insert(db, [(big, step, Jsonb({"accuracy": step / 100, "f1": 0.5})) for step in (30, 10, 20, *range(40, 60))])
-    assert count_rows(db, big) == (23, 46 if insert is insert_many else 2)
+    assert count_rows(db, big) == (23, 2)
+    spans = db.execute("select span, seen from regate_internal.metric_spans where job_id = %s", [big]).fetchall()
+    assert {(span, name) for span, names in spans for name in names} == {(0, "accuracy"), (0, "f1")}
     assert final(db, big) == {"accuracy": 0.59, "f1": 0.5}
 
 

@@ -35,7 +35,7 @@ Conn = psycopg.Connection[Any]
 FIXED = ("epoch", "train_loss", "eval_loss", "perplexity", "learning_rate", "grad_norm")
 
 PURGE = (
-    "select jobs_purged, rows_deleted, rows_kept, values_deleted, jobs_remaining"
+    "select jobs_purged, rows_deleted, rows_kept, jobs_remaining"
     " from regate.purge_metrics(completed_before => %s, model_name => %s, batch_jobs => %s, batch_rows => %s)"
 )
 
@@ -98,7 +98,10 @@ def row_ids(db: Conn, job: uuid.UUID) -> set[int]:
 
 
 def candidates(db: Conn, job: uuid.UUID) -> int:
-    row = db.execute("select count(*) from regate_internal._metric_candidates where job_id = %s", (job,)).fetchone()
+    """The metric names recorded for the job (regate_internal.metric_names), which a purge keeps."""
+    row = db.execute(
+        "select count(distinct metric_name) from regate_internal.metric_names where job_id = %s", (job,)
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -126,18 +129,18 @@ def purge_all(
     model: str | None = None,
     batch_jobs: int = 100,
     batch_rows: int = 100_000,
-) -> list[tuple[int, int, int, int, int]]:
+) -> list[tuple[int, int, int, int]]:
     """Call purge_metrics until no job remains; the result of every call."""
-    calls: list[tuple[int, int, int, int, int]] = []
+    calls: list[tuple[int, int, int, int]] = []
     cutoff = db.execute(f"select {before}").fetchone()
     assert cutoff is not None
     while True:
         row = db.execute(PURGE, (cutoff[0], model, batch_jobs, batch_rows)).fetchone()
         assert row is not None
-        calls.append((int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])))
-        if row[4] == 0:
+        calls.append((int(row[0]), int(row[1]), int(row[2]), int(row[3])))
+        if row[3] == 0:
             return calls
-        assert row[0] or row[1] or row[3], f"no progress while {row[4]} jobs remain: {calls}"
+        assert row[0] or row[1], f"no progress while {row[3]} jobs remain: {calls}"
         assert len(calls) < 10_000
 
 
@@ -187,11 +190,11 @@ def test_a_purge_keeps_exactly_the_rows_of_final_values_and_the_final_metrics_bi
     backdate(db, [job], 30)
 
     calls = purge_all(db, model="ret-model")
-    assert calls == [(1, 4, 4, 7, 0)]
+    assert calls == [(1, 4, 4, 0)]
     assert row_ids(db, job) == kept
     assert finals(db, job) == before
     assert raw_finals(db, job) == before[0]
-    assert candidates(db, job) == 6  # one per metric: its final value
+    assert candidates(db, job) == 6  # every metric's name stays recorded
     assert db.execute("select count(*) from regate.validation_results where job_id = %s", (job,)).fetchone() == verdicts
     status = db.execute("select * from regate.metrics_purge_status(%s)", (job,)).fetchone()
     assert status is not None
@@ -200,7 +203,7 @@ def test_a_purge_keeps_exactly_the_rows_of_final_values_and_the_final_metrics_bi
     assert purged_at is not None and cutoff is not None
 
     # A second purge skips the job.
-    assert purge_all(db, "now()") == [(0, 0, 0, 0, 0)]
+    assert purge_all(db, "now()") == [(0, 0, 0, 0)]
     assert row_ids(db, job) == kept
 
 
@@ -434,7 +437,7 @@ def test_only_finished_jobs_older_than_the_cutoff_of_the_model_are_purged(db: Co
     ).fetchone()
     assert preview == (3, 3 * 10, 3 * 2)
     # one statement logged each job's rows: one candidate per metric, all of them final values
-    assert purge_all(db, "now() - interval '30 days'", model="ret-which") == [(3, 30, 6, 0, 0)]
+    assert purge_all(db, "now() - interval '30 days'", model="ret-which") == [(3, 30, 6, 0)]
     for job in old.values():
         assert len(row_ids(db, job)) == 2
     for job in [*unfinished, recent, other_model]:
@@ -504,8 +507,8 @@ def test_a_job_larger_than_a_batch_is_purged_over_several_calls_its_finals_intac
         status = db.execute(
             "select complete, purged_at is null from regate.metrics_purge_status(%s)", (job,)
         ).fetchone()
-        assert status == ((True, False) if row[4] == 0 else (False, True))
-        if row[4] == 0:
+        assert status == ((True, False) if row[3] == 0 else (False, True))
+        if row[3] == 0:
             break
     assert [d[1] for d in done] == [30, 30, 30, 9]
     assert [d[0] for d in done] == [0, 0, 0, 1]
@@ -776,9 +779,9 @@ def test_at_scale_batches_purge_alongside_trainers_completions_and_readers(db: C
                     row = admin.execute(PURGE, (cutoff[0], model, 20, 20_000)).fetchone()
                 assert row is not None
                 calls.append(tuple(row))
-                if row[4] == 0:
+                if row[3] == 0:
                     break
-                idle = 0 if (row[0] or row[1] or row[3]) else idle + 1
+                idle = 0 if (row[0] or row[1]) else idle + 1
                 assert idle < 200, f"the purge made no progress: {calls[-5:]}"
                 if idle:
                     time.sleep(0.01)

@@ -45,12 +45,32 @@ def test_metric_columns_are_the_tables_double_precision_columns(db: Conn) -> Non
         " regate_internal._column_metrics(r::regate.local_training_metrics) as f"
     ).fetchall()
     assert [r[0] for r in listed] == doubles
-    # and so does the batch path of the ingest trigger
+    # and so do the one-row path of the ingest trigger and the lookup of a final value (twice: value, filter)
+    names = db.execute(
+        "select regate_internal._column_names(r::regate.local_training_metrics) from (select null::bigint as id,"
+        f" null::uuid as job_id, 0::bigint as step, {values}, '{{}}'::jsonb as metrics, now() as recorded_at) as r"
+    ).fetchone()
+    assert names is not None and names[0] == doubles
+    body = db.execute("select prosrc from pg_proc where oid = 'regate_internal._final_value_row'::regproc").fetchone()
+    assert body is not None
+    assert re.findall(r"when '(\w+)' then m\.(\w+)", body[0]) == [(c, c) for c in doubles] * 2
+    assert re.findall(r"when '(\w+)' then m\.(\w+) is not null", body[0]) == [(c, c) for c in doubles]
+
+
+def test_the_ingest_fast_test_names_every_reserved_key(db: Conn) -> None:
+    """_suspicious_metrics sends every reserved key (and the empty one) to the exact rules: its list is theirs."""
     body = db.execute(
-        "select prosrc from pg_proc where oid = 'regate_internal._metrics_after_insert'::regproc"
+        "select prosrc from pg_proc where oid = 'regate_internal._suspicious_metrics'::regproc"
     ).fetchone()
     assert body is not None
-    assert re.findall(r"when '(\w+)' then n\.(\w+)", body[0]) == [(c, c) for c in doubles]
+    listed = re.search(r"\?\| array\[(.*?)\]", body[0], re.S)
+    assert listed is not None
+    keys = [k.strip().strip("'") for k in listed.group(1).split(",")]
+    row = db.execute("select regate_internal._reserved_metric_keys()").fetchone()
+    assert row is not None and sorted(keys) == sorted(["", *row[0]])
+    for key in ["", *row[0]]:
+        problem = db.execute("select regate_internal._suspicious_metrics(jsonb_build_object(%s::text, 1))", (key,))
+        assert problem.fetchone() == (True,), key
 
 
 def test_reserved_metric_keys_are_the_tables_columns(db: Conn) -> None:
@@ -72,8 +92,15 @@ json_values = st.one_of(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(value=json_values, key=st.sampled_from(["accuracy", "", " ", "eval_loss", "step", "bleu/de"]))
-def test_the_fast_metric_check_agrees_with_the_careful_one(db: Conn, value: Any, key: str) -> None:
+@given(
+    value=json_values,
+    key=st.sampled_from(["accuracy", "", " ", "  ", "eval_loss", "step", "bleu/de"]),
+    rows=st.sampled_from([1, 3]),
+)
+def test_the_fast_metric_check_agrees_with_the_careful_one(db: Conn, value: Any, key: str, rows: int) -> None:
+    """The ingest trigger refuses a metric (RG001) exactly when the careful rules find a problem, by its one-row
+    path and by its set-based path (a statement of 3 rows), whether or not the name was logged before in its span:
+    the fast jsonpath test (regate_internal._suspicious_metrics) never lets a problem through."""
     literal = value[1] if isinstance(value, tuple) else json.dumps(value)
     careful = db.execute(
         "select %s = any(regate_internal._reserved_metric_keys()) or"
@@ -83,12 +110,30 @@ def test_the_fast_metric_check_agrees_with_the_careful_one(db: Conn, value: Any,
     assert careful is not None
     try:
         with db.transaction():
-            db.execute("select regate_internal._metric_value(null, 0, %s, %s::jsonb)", (key, literal))
+            job = db.execute("insert into regate.local_training_jobs (model_name) values ('m') returning id").fetchone()
+            assert job is not None
+            db.execute(  # the name logged before, with a good value, in the same span
+                "insert into regate.local_training_metrics (job_id, step, metrics)"
+                " select %s, 1, jsonb_build_object(%s::text, 0.5)"
+                " where %s <> all(regate_internal._reserved_metric_keys()) and btrim(%s) <> ''",
+                (job[0], key, key, key),
+            )
+            db.execute(
+                "insert into regate.local_training_metrics (job_id, step, metrics)"
+                " select %s, 1 + g, jsonb_build_object(%s::text, %s::jsonb) from generate_series(1, %s) as g",
+                (job[0], key, literal, rows),
+            )
+            raise _Rollback
+    except _Rollback:
         refused = False
     except psycopg.Error as exc:
         assert exc.sqlstate == "RG001", exc
         refused = True
-    assert refused is careful[0], (key, literal)
+    assert refused is careful[0], (key, literal, rows)
+
+
+class _Rollback(Exception):
+    """Leaves the transaction of a check, rolling back what it logged."""
 
 
 def test_config_defaults_are_the_effective_config_of_an_empty_job(db: Conn) -> None:
