@@ -14,12 +14,17 @@ Also measured: the floor (issue 12): the same UPDATE plus an INSERT of a verdict
 job's own last verdict, sent back as parameters), in the ungated session, nothing computed; and a worst-case job:
 as many rows as the largest, plus one metric logged only once, at step 1 (the completion's lookup of that metric's
 final value reads at most one span of 1024 steps, however long the job).
+
+Scale (issue 12): in the same database (full mode: 10M metric rows over 10k jobs; quick: 2.1M over ~100 jobs), the
+ingest ratios against a plain table (executemany and COPY, as in bench/ingest.py, whose tables are nearly empty),
+`regate.extract_final_metrics` of 100 completed jobs, and the `gate_stats` view over every verdict.
 """
 
 from __future__ import annotations
 
 import uuid
 
+from bench import ingest
 from bench.common import (
     BASELINED,
     Conn,
@@ -162,6 +167,51 @@ def floor_once(conn: Conn, job: uuid.UUID, statement: tuple[str, tuple[object, .
         return timed_ms(conn.execute, statement[0], statement[1])
 
 
+def scale(conn: Conn, sizes: Sizes) -> list[Figure]:
+    """Ingest, final-metric reads and gate_stats in the big table (see the module docstring)."""
+    row = conn.execute(
+        "select (select count(*) from regate.local_training_metrics), (select count(*) from regate.local_training_jobs)"
+    ).fetchone()
+    assert row is not None
+    what = f"scale ({row[0] / 1e6:.1f}M metric rows, {row[1]:,} jobs)"
+    log(f"{what}: ingest against a plain table, final metrics, gate_stats")
+    running = create_jobs(conn, "bench-scale", ingest.JOBS)
+    conn.execute(ingest.PLAIN_SCHEMA)
+    conn.execute("insert into bench_plain.jobs select * from regate.local_training_jobs where id = any(%s)", (running,))
+    step = ingest.measure(conn, running, ingest.insert_batch, 100, 200, 2, 1)[2]  # warm up
+    figures: list[Figure] = []
+    for short, method, unit, count in (
+        ("executemany", ingest.insert_batch, sizes.ingest_batch_size, sizes.ingest_batch_rows),
+        ("copy", ingest.copy_rows, sizes.ingest_copy_rows, sizes.ingest_copy_rows),
+    ):
+        regate_rate, plain_rate, step = ingest.measure(conn, running, method, unit, count, sizes.ingest_repeat, step)
+        figures.append(Figure(f"{what}: ingest {short} / plain", regate_rate / plain_rate, "ratio"))
+    done = [
+        r[0]
+        for r in conn.execute(
+            "select id from regate.local_training_jobs where status = 'completed' order by id limit 100"
+        ).fetchall()
+    ]
+    for _ in range(2):  # warm
+        conn.execute("select regate.extract_final_metrics(id) from unnest(%s::uuid[]) as j (id)", (done,))
+    finals = median(
+        [
+            timed_ms(conn.execute, "select regate.extract_final_metrics(id) from unnest(%s::uuid[]) as j (id)", (done,))
+            / len(done)
+            for _ in range(5)
+        ]
+    )
+    conn.execute("select * from regate.gate_stats")
+    stats = median([timed_ms(conn.execute, "select * from regate.gate_stats") for _ in range(5)])
+    verdicts = conn.execute("select count(*) from regate.validation_results").fetchone()
+    assert verdicts is not None
+    figures += [
+        Figure(f"{what}: extract_final_metrics of a completed job", finals, "ms"),
+        Figure(f"{what}: gate_stats over {verdicts[0]:,} verdicts", stats, "ms"),
+    ]
+    return figures
+
+
 def run(maintenance: str, sizes: Sizes) -> list[Figure]:
     with fresh_database(maintenance) as dsn:
         with connect(dsn) as conn:
@@ -190,6 +240,7 @@ def run(maintenance: str, sizes: Sizes) -> list[Figure]:
                                 sanity(gated, job, is_gated)
                 floors.append(floor_once(ungated, jobs[0][1], floor))
                 worsts.append(complete_once(gated, worst, False))
+            scaled = scale(gated, sizes)
     figures: list[Figure] = []
     for rows, _ in jobs:
         for commit, how in ((False, "statement"), (True, "incl. commit")):
@@ -215,4 +266,4 @@ def run(maintenance: str, sizes: Sizes) -> list[Figure]:
         ),
         checked("completion worst-case metric / regular", worst_ms / gated_large, "ratio", "<= 3"),
     ]
-    return figures
+    return figures + scaled

@@ -48,7 +48,7 @@ def function_stats(conn: Conn, per: int, unit: str) -> None:
     flush_stats(conn)
     rows = conn.execute(
         "select funcname, calls, total_time, self_time from pg_stat_user_functions"
-        " where schemaname = 'regate' and calls > 0 order by self_time desc"
+        " where schemaname in ('regate', 'regate_internal') and calls > 0 order by self_time desc"
     ).fetchall()
     print(f"    {'function':32} {'calls/' + unit:>12} {'total us/' + unit:>16} {'self us/' + unit:>16}")
     for name, calls, total, self_ in rows:

@@ -264,7 +264,16 @@ begin
                 limit 1
             ),
             exists (select from new_rows as n where regate_internal._suspicious_metrics(n.metrics)),
-            true
+            exists (
+                select
+                from new_rows as n
+                where not exists (
+                    select from regate_internal.metric_spans as s
+                    where
+                        s.job_id = n.job_id and s.span = n.step / 1024
+                        and n.metrics - s.seen = '{}'::jsonb and regate_internal._column_names(n) <@ s.seen
+                )
+            )
         into v_completed, v_suspicious, v_new_names;
         v_is_completed := v_completed is not null;
     end if;
@@ -414,7 +423,15 @@ begin
         from regate_internal.metric_names as m
         where m.job_id = p_job_id
     ) as n
-    cross join lateral regate_internal._final_value_row(p_job_id, n.metric_name) as f
+    -- offset 0: the value becomes a plain column, so that _float8_jsonb inlines (an argument that is an expression
+    -- used several times in its body would keep it from inlining: a function call per metric)
+    cross join lateral (
+        select
+            r.value,
+            r.step
+        from regate_internal._final_value_row(p_job_id, n.metric_name) as r
+        offset 0
+    ) as f
     into metrics, steps;
 end;
 $$;
