@@ -983,8 +983,8 @@ comment on trigger _500_gate_on_update on regate.local_training_jobs is
 'sits there).';
 
 comment on trigger _900_forget_candidates on regate.local_training_jobs is
-'On regate.local_training_jobs, after delete: deletes the job''s rows of regate_internal._metric_candidates (the '
-'latest-value index of ingest).';
+'On regate.local_training_jobs, after delete: deletes the job''s rows of regate_internal.metric_names and '
+'metric_spans (where ingest recorded its metrics) and its purge record.';
 
 -- Triggers: regate.local_training_metrics ---------------------------------------------------------------------
 
@@ -997,7 +997,8 @@ comment on trigger _100_no_truncate on regate.local_training_metrics is
 
 comment on trigger _100_ingest on regate.local_training_metrics is
 'On regate.local_training_metrics, after insert, per statement: refuses bad metric keys and values (RG001) and metrics '
-'of completed jobs (RG002), and records the new rows'' latest values for regate.extract_final_metrics.';
+'of completed jobs (RG002), locking the jobs FOR SHARE, and records the metric names new to their job''s span of '
+'1024 steps (regate_internal.metric_spans, metric_names), where regate.extract_final_metrics finds final values.';
 
 -- Triggers: regate.model_baselines ----------------------------------------------------------------------------
 
