@@ -15,8 +15,9 @@ job's own last verdict, sent back as parameters), in the ungated session, nothin
 as many rows as the largest, plus one metric logged only once, at step 1 (the completion's lookup of that metric's
 final value reads at most one span of 1024 steps, however long the job).
 
-Scale (issue 12): in the same database (full mode: 10M metric rows over 10k jobs; quick: 2.1M over ~100 jobs), the
-ingest ratios against a plain table (executemany and COPY, as in bench/ingest.py, whose tables are nearly empty),
+Scale (issue 12): in the same database (full mode: 10M metric rows over 10k jobs; quick: 2.1M over 2.1k jobs), the
+ingest ratios against a plain table holding the same rows (executemany and COPY, as in bench/ingest.py, whose tables
+are nearly empty),
 `regate.extract_final_metrics` of 100 completed jobs, and the `gate_stats` view over every verdict.
 """
 
@@ -43,7 +44,7 @@ from bench.common import (
 )
 
 MODEL = "bench-completion"
-FILLER_ROWS_PER_JOB = 1_000  # the full mode's 10M rows are then 10k jobs, as a busy platform's table would hold
+ROWS_PER_JOB_IN_TABLE = 1_000  # the table holds one job per 1,000 rows: full mode's 10M rows are 10k jobs
 
 COMPLETE = "update regate.local_training_jobs set status = 'completed' where id = %s"
 RESET = "update regate.local_training_jobs set status = 'running' where id = %s"
@@ -84,21 +85,21 @@ def build(conn: Conn, sizes: Sizes) -> tuple[list[tuple[int, uuid.UUID]], uuid.U
         (worst,),
     )
     filler_rows = sizes.completion_table_rows - sum(sizes.completion_rows) - largest - 1
-    filler_jobs = max(0, -(-filler_rows // FILLER_ROWS_PER_JOB))  # rounded up: at least the table's size
+    # as many filler jobs as make the table hold one job per ROWS_PER_JOB_IN_TABLE rows, sharing the rows left
+    filler_target = max(1, sizes.completion_table_rows // ROWS_PER_JOB_IN_TABLE - len(measured) - 1)
+    per_job = max(1, filler_rows // filler_target)
+    filler_jobs = max(0, -(-filler_rows // per_job))  # rounded up: at least the table's size
     if filler_jobs:
-        log(
-            f"loading {filler_jobs * FILLER_ROWS_PER_JOB:,} filler rows ({filler_jobs} jobs of {FILLER_ROWS_PER_JOB:,})"
-        )
+        log(f"loading {filler_jobs * per_job:,} filler rows ({filler_jobs:,} jobs of {per_job:,})")
         filler = create_jobs(conn, MODEL, filler_jobs)
-        step = max(1, 1_000_000 // FILLER_ROWS_PER_JOB)
+        step = max(1, 1_000_000 // per_job)
 
-        def progress(done: int) -> None:
-            if done % 1_000_000 == 0:
-                log(f"  {done:,} filler rows")
+        def progress(done: int) -> None:  # about every 1M rows
+            log(f"  {min(done, filler_jobs * per_job):,} filler rows")
 
         for first in range(0, len(filler), step):
-            load_metrics(conn, filler[first : first + step], FILLER_ROWS_PER_JOB)
-            progress((first + step) * FILLER_ROWS_PER_JOB)
+            load_metrics(conn, filler[first : first + step], per_job)
+            progress((first + step) * per_job)
         conn.execute("update regate.local_training_jobs set status = 'completed' where id = any(%s)", (filler,))
     log("vacuum analyze, checkpoint")
     settle(
@@ -110,7 +111,7 @@ def build(conn: Conn, sizes: Sizes) -> tuple[list[tuple[int, uuid.UUID]], uuid.U
         ],
     )
     row = conn.execute("select count(*), count(distinct job_id) from regate.local_training_metrics").fetchone()
-    expected = sum(sizes.completion_rows) + largest + 1 + filler_jobs * FILLER_ROWS_PER_JOB
+    expected = sum(sizes.completion_rows) + largest + 1 + filler_jobs * per_job
     assert row is not None and row[0] == expected, row
     log(f"{row[0]:,} metric rows of {row[1]:,} jobs in the table")
     return list(zip(sizes.completion_rows, measured, strict=True)), worst
@@ -176,8 +177,12 @@ def scale(conn: Conn, sizes: Sizes) -> list[Figure]:
     what = f"scale ({row[0] / 1e6:.1f}M metric rows, {row[1]:,} jobs)"
     log(f"{what}: ingest against a plain table, final metrics, gate_stats")
     running = create_jobs(conn, "bench-scale", ingest.JOBS)
+    # The plain table gets the same rows (and its jobs table the same jobs): both sides insert into a table of this
+    # size, with indexes of the same depth.
     conn.execute(ingest.PLAIN_SCHEMA)
-    conn.execute("insert into bench_plain.jobs select * from regate.local_training_jobs where id = any(%s)", (running,))
+    conn.execute("insert into bench_plain.jobs select * from regate.local_training_jobs")
+    conn.execute("insert into bench_plain.metrics overriding system value select * from regate.local_training_metrics")
+    settle(conn, ["bench_plain.jobs", "bench_plain.metrics"])
     step = ingest.measure(conn, running, ingest.insert_batch, 100, 200, 2, 1)[2]  # warm up
     figures: list[Figure] = []
     for short, method, unit, count in (
