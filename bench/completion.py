@@ -182,6 +182,9 @@ def scale(conn: Conn, sizes: Sizes) -> list[Figure]:
     conn.execute(ingest.PLAIN_SCHEMA)
     conn.execute("insert into bench_plain.jobs select * from regate.local_training_jobs")
     conn.execute("insert into bench_plain.metrics overriding system value select * from regate.local_training_metrics")
+    conn.execute(
+        "select setval(pg_get_serial_sequence('bench_plain.metrics', 'id'), (select max(id) from bench_plain.metrics))"
+    )
     settle(conn, ["bench_plain.jobs", "bench_plain.metrics"])
     step = ingest.measure(conn, running, ingest.insert_batch, 100, 200, 2, 1)[2]  # warm up
     figures: list[Figure] = []

@@ -377,9 +377,13 @@ as $$
         m.step,
         m.id
     from (
-        select max(s.span) as span
+        -- a backward scan of the job's spans that stops at the newest one holding the metric (order by + limit:
+        -- max() would let the planner read every span of the job, ~1,000 for a 1M-step job, for every metric)
+        select s.span
         from regate_internal.metric_spans as s
         where s.job_id = p_job_id and p_metric = any(s.seen)
+        order by s.span desc
+        limit 1
     ) as s
     cross join lateral (
         select m.*
@@ -412,6 +416,11 @@ stable
 security invoker
 set search_path = pg_catalog, pg_temp
 set extra_float_digits = 3
+-- The cached (generic) plan must read each lookup by a backward index scan that stops at its first row: with the
+-- job as a parameter the planner expects a job to have a span or two, and would otherwise fetch all of them
+-- (~1,000 for a 1M-step job) and sort them, for every metric (measured: 1M-row completions 2.3x the 1k-row ones).
+set enable_bitmapscan = off
+set enable_sort = off
 as $$
 -- PL/pgSQL, not SQL: it runs on every completion, and PostgreSQL before 18 re-plans a SQL function per call.
 begin

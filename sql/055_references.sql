@@ -15,6 +15,8 @@ language sql
 stable
 security invoker
 set search_path = pg_catalog, pg_temp
+set enable_bitmapscan = off  -- backward index scans, as in regate_internal._final_metrics
+set enable_sort = off
 as $$
     select f.value from regate_internal._final_value_row(p_job_id, p_metric) as f
 $$;

@@ -43,6 +43,8 @@ language plpgsql
 stable
 security invoker
 set search_path = pg_catalog, pg_temp
+set enable_bitmapscan = off  -- backward index scans, as in regate_internal._final_metrics
+set enable_sort = off
 as $$
 begin
     return query
