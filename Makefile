@@ -63,7 +63,7 @@ format: $(STAMP) ## Reformat the Python and fix what sqlfluff can
 bench: $(STAMP) ## Run the benchmarks (full mode)
 	$(PY) -m bench
 
-bench-quick: $(STAMP) ## Run the benchmarks in quick mode (under a minute)
+bench-quick: $(STAMP) ## Run the benchmarks in quick mode (about 4 minutes)
 	$(PY) -m bench --quick
 
 perf-doc: $(STAMP) ## Regenerate the figure tables of docs/performance.md from bench/results.json

@@ -2,7 +2,7 @@
 table and as bench/results.json: one object per figure with name, value, unit, target and met, plus the machine.
 bench/results.json is committed: the figure tables of docs/performance.md are generated from it (`make perf-doc`).
 
-Run with `make bench` (full) or `make bench-quick` (under a minute). REGATE_BENCH_DSN points them at a server of
+Run with `make bench` (full) or `make bench-quick` (about 4 minutes). REGATE_BENCH_DSN points them at a server of
 your own (its maintenance database, e.g. postgresql://user@host/postgres; the user must be a superuser, for
 `set session_replication_role = replica`); by default an embedded PostgreSQL 18 is started in a temporary folder. Every
 benchmark creates its own database (prefix regate_bench_) and drops it. See docs/performance.md.
@@ -65,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smaller data, fewer repetitions (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="smaller data, fewer repetitions (about 4 minutes)")
     parser.add_argument(
         "--only",
         metavar="NAMES",
