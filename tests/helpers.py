@@ -83,3 +83,26 @@ def refused(
 def message(err: psycopg.Error) -> str:
     """The primary message of a server error, without severity, detail or hint."""
     return err.diag.message_primary or ""
+
+
+# The final metrics of a job recomputed from its raw rows alone (the rule
+# that the gate's final metrics keep): per metric, the value of the row with the highest (step, id) that carries it.
+FINALS_FROM_RAW_ROWS = """
+select jsonb_object_agg(f.name, f.value)::text
+from (
+    select distinct on (k.name) k.name, k.value
+    from regate.local_training_metrics as m
+    cross join lateral (
+        select c.name, regate_internal._float8_jsonb(c.value) as value
+        from (values ('epoch', m.epoch), ('train_loss', m.train_loss), ('eval_loss', m.eval_loss),
+                     ('perplexity', m.perplexity), ('learning_rate', m.learning_rate), ('grad_norm', m.grad_norm))
+             as c (name, value)
+        where c.value is not null
+        union all
+        select e.key, regate_internal._float8_jsonb(regate_internal._jsonb_float8(e.value))
+        from jsonb_each(m.metrics) as e
+    ) as k
+    where m.job_id = %s
+    order by k.name, m.step desc, m.id desc
+) as f
+"""

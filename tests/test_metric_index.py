@@ -22,37 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
-from tests.helpers import log, new_job, refused
+from tests.helpers import FINALS_FROM_RAW_ROWS, log, new_job, refused
 
 Conn = psycopg.Connection[Any]
-
-# The final metrics recomputed from the raw rows alone.
-FROM_RAW_ROWS = """
-select jsonb_object_agg(f.name, f.value)::text
-from (
-    select distinct on (k.name) k.name, k.value
-    from regate.local_training_metrics as m
-    cross join lateral (
-        select c.name, regate_internal._float8_jsonb(c.value) as value
-        from (values ('epoch', m.epoch), ('train_loss', m.train_loss), ('eval_loss', m.eval_loss),
-                     ('perplexity', m.perplexity), ('learning_rate', m.learning_rate), ('grad_norm', m.grad_norm))
-             as c (name, value)
-        where c.value is not null
-        union all
-        select e.key, regate_internal._float8_jsonb(regate_internal._jsonb_float8(e.value))
-        from jsonb_each(m.metrics) as e
-    ) as k
-    where m.job_id = %s
-    order by k.name, m.step desc, m.id desc
-) as f
-"""
 
 
 def finals(db: Conn, job: uuid.UUID) -> tuple[str | None, str | None]:
     """(extract_final_metrics, the same recomputed from the raw rows), both as text with bit-exact numbers."""
     db.execute("set extra_float_digits = 3")
     got = db.execute("select regate.extract_final_metrics(%s)::text", (job,)).fetchone()
-    raw = db.execute(FROM_RAW_ROWS, (job,)).fetchone()
+    raw = db.execute(FINALS_FROM_RAW_ROWS, (job,)).fetchone()
     assert got is not None and raw is not None
     return got[0], raw[0]
 

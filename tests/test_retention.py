@@ -27,7 +27,7 @@ from psycopg import sql
 
 from regate_db import cli_retention, release
 from regate_db.clikit import Options
-from tests.helpers import complete, log, new_job, refused, run
+from tests.helpers import FINALS_FROM_RAW_ROWS, complete, log, new_job, refused, run
 from tests.security.conftest import Logins
 
 Conn = psycopg.Connection[Any]
@@ -38,29 +38,6 @@ PURGE = (
     "select jobs_purged, rows_deleted, rows_kept, jobs_remaining"
     " from regate.purge_metrics(completed_before => %s, model_name => %s, batch_jobs => %s, batch_rows => %s)"
 )
-
-# The final metrics of a job recomputed from its raw rows alone (what an ingest path without candidates would
-# read): per metric, the value of the row with the highest (step, id) that carries it.
-FINALS_FROM_RAW_ROWS = """
-select jsonb_object_agg(f.name, f.value)::text
-from (
-    select distinct on (k.name) k.name, k.value
-    from regate.local_training_metrics as m
-    cross join lateral (
-        select c.name, regate_internal._float8_jsonb(c.value) as value
-        from (values ('epoch', m.epoch), ('train_loss', m.train_loss), ('eval_loss', m.eval_loss),
-                     ('perplexity', m.perplexity), ('learning_rate', m.learning_rate), ('grad_norm', m.grad_norm))
-             as c (name, value)
-        where c.value is not null
-        union all
-        select e.key, regate_internal._float8_jsonb(regate_internal._jsonb_float8(e.value))
-        from jsonb_each(m.metrics) as e
-    ) as k
-    where m.job_id = %s
-    order by k.name, m.step desc, m.id desc
-) as f
-"""
-
 
 # --- helpers --------------------------------------------------------------------------------------------------
 
