@@ -143,7 +143,8 @@ stable
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
--- Runs once per completion and per ingest statement: a few catalog lookups, no join re-planned per call.
+-- Runs on every completion and once per ingest transaction: one catalog scan when all is well (and a look at the
+-- schemas' privileges with `schemas`), no join re-planned per call.
 declare
     v_functions oid [];
     v_regate pg_catalog.pg_namespace;
@@ -151,13 +152,21 @@ declare
     v_trigger text;
     v_create text;
 begin
-    select n.* into v_regate from pg_catalog.pg_namespace as n where n.nspname = 'regate';
-    v_internal := 'regate_internal'::regnamespace;
     -- Two simple lookups rather than one join: with the tables as a parameter, a join re-plans on every call.
-    select array_agg(t.tgfoid) into v_functions
+    -- The first one settles the common case alone: every trigger on the tables calls a function of
+    -- regate_internal, whose name prints qualified by that schema (search_path is pg_catalog, pg_temp). No other
+    -- schema can print so: an identifier with a dot in it prints quoted. A catalog cache lookup per trigger
+    -- instead of an index scan of pg_proc.
+    select array_agg(t.tgfoid) filter (where not pg_catalog.starts_with(t.tgfoid::regproc::text, 'regate_internal.'))
+    into v_functions
     from pg_catalog.pg_trigger as t
     where t.tgrelid = any(p_tables) and not t.tgisinternal;
-    if exists (
+    if v_functions is null and not p_schemas then
+        return;
+    end if;
+    select n.* into v_regate from pg_catalog.pg_namespace as n where n.nspname = 'regate';
+    v_internal := 'regate_internal'::regnamespace;
+    if v_functions is not null and exists (
         select from pg_catalog.pg_proc as f
         where f.oid = any(v_functions) and f.pronamespace <> v_internal and f.proowner <> v_regate.nspowner
     ) then

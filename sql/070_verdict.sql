@@ -76,6 +76,8 @@ $$;
 -- that asks for it (benjamini_hochberg): among the members checked over repeated runs (those with a p_value), a
 -- significant regression stays `failed` only when the procedure rejects it at level (1 - confidence) / 2 over the
 -- family's m members; the others become `inconclusive`. Controls the share of false alarms among many slices.
+-- regate_internal._evaluate calls it only when an applicable baseline asks for the procedure, and otherwise reads
+-- regate_internal._checks directly (inlined into its own query: no result set is materialised in between).
 create or replace function regate_internal._checks_fdr(
     p_model_name text, p_model_version text, p_only text[], p_metrics jsonb, p_steps jsonb, p_job_id uuid
 )
@@ -88,16 +90,6 @@ set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_generic_plan
 as $$
 begin
-    -- the common case: no applicable baseline asks for the procedure
-    if not exists (
-        select from regate_internal._applicable_baselines(p_model_name, p_model_version, p_only) as b
-        where b.benjamini_hochberg
-    ) then
-        return query
-        select x.check_json, x.metric_name, x.severity, x.outcome, x.effect
-        from regate_internal._checks(p_model_name, p_model_version, p_only, p_metrics, p_steps, p_job_id) as x;
-        return;
-    end if;
     return query
     with c as (
         select
@@ -174,6 +166,9 @@ stable
 security invoker
 set search_path = pg_catalog, pg_temp
 set extra_float_digits = 3
+-- One plan per session (the checks query, inlined, takes milliseconds to plan; its parameters change nothing a
+-- plan depends on).
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_gc jsonb := p_verdict.config -> 'regressionGateConfig';
@@ -186,13 +181,20 @@ declare
     v_critical_failed boolean;
     v_warning_failed boolean;
     v_extra jsonb;
+    v_fdr boolean;
 begin
     if jsonb_typeof(v_gc -> 'metricsToValidate') = 'array' then
         v_only := array(select jsonb_array_elements_text(v_gc -> 'metricsToValidate'));
     end if;
-    -- All applicable baselines in one statement: one snapshot; the verdict's inputs come with it.
+    -- The common case: no applicable baseline asks for Benjamini-Hochberg, and the checks query is inlined here.
+    v_fdr := exists (
+        select from regate_internal._applicable_baselines(p_verdict.model_name, p_verdict.model_version, v_only) as b
+        where b.benjamini_hochberg
+    );
+    -- All applicable baselines in one statement: one snapshot; the verdict's inputs come with it. The array is
+    -- built as to_jsonb(array_agg(...)): jsonb_agg re-encodes every element, at about three times the cost.
     select
-        coalesce(jsonb_agg(c.check_json), '[]'::jsonb),
+        coalesce(to_jsonb(array_agg(c.check_json)), '[]'::jsonb),
         coalesce(array_agg(c.metric_name), '{}'),
         coalesce(array_agg(c.metric_name) filter (where c.severity = 'critical'), '{}'),
         coalesce(bool_or(c.severity = 'critical' and (
@@ -203,8 +205,18 @@ begin
             or (c.effect in ('fail', 'inconclusive') and c.severity = 'warning')
         ), false)
     into v_result.checks, v_checked, v_critical_checked, v_critical_failed, v_warning_failed
-    from regate_internal._checks_fdr(
-        p_verdict.model_name, p_verdict.model_version, v_only, p_metrics, p_steps, p_verdict.job_id
+    from (
+        select x.*
+        from regate_internal._checks(
+            p_verdict.model_name, p_verdict.model_version, v_only, p_metrics, p_steps, p_verdict.job_id
+        ) as x
+        where not v_fdr
+        union all
+        select x.*
+        from regate_internal._checks_fdr(
+            p_verdict.model_name, p_verdict.model_version, v_only, p_metrics, p_steps, p_verdict.job_id
+        ) as x
+        where v_fdr
     ) as c;
     -- Critical checks no baseline stands behind: a listed metric without baseline (requireBaselines), a
     -- metric required by run_gate that was not logged (unless a critical check already fails it).

@@ -311,6 +311,40 @@ def test_broad_grants_and_default_privileges_are_harmless(
     assert complete(eve, job)[0] == "failed"
 
 
+@pytest.mark.parametrize(
+    ("schema", "function"),
+    [("public", 'public."regate_internal.spy"'), ('"regate_internal.spy"', '"regate_internal.spy".spy')],
+    ids=["name-with-the-prefix", "schema-with-the-prefix"],
+)
+def test_a_trigger_function_named_like_regate_internal_is_still_foreign(
+    db: Conn, logins: Logins, baseline: Callable[..., None], schema: str, function: str
+) -> None:
+    """The catalog check's fast path trusts a trigger whose function prints as regate_internal.<name>. A function of
+    another role whose schema-qualified name starts with those characters prints quoted, so it takes the exact
+    lookup: refused (RG010), on ingest and on completion."""
+    name, eve = logins.login("writer")
+    job = new_job(eve)
+    if schema != "public":
+        db.execute(f"create schema {schema} authorization {name}")
+    db.execute(f"grant create on schema public to {name}")
+    db.execute(f"grant trigger on regate.local_training_metrics to {name}")
+    eve.execute(
+        f"create function {function}() returns trigger language plpgsql as"
+        " $$ begin raise notice 'running as %', current_user; return new; end $$"
+    )
+    eve.execute(
+        "create trigger zz_spy before insert on regate.local_training_metrics"
+        f" for each row execute function {function}()"
+    )
+    err = refused(
+        eve, "RG010", "insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 2, 0.5)", (job,)
+    )
+    assert "zz_spy" in str(err)
+    refused(eve, "RG010", "update regate.local_training_jobs set status = 'completed' where id = %s", (job,))
+    db.execute("drop trigger zz_spy on regate.local_training_metrics")
+    log(eve, job, 2, eval_loss=0.9)
+
+
 def test_gateway_end_users_are_tenants_in_their_own_namespace(
     db: Conn, logins: Logins, baseline: Callable[..., None]
 ) -> None:
