@@ -187,6 +187,31 @@ as $$
     select f.metric_name from regate_internal._column_metrics(p_row) as f
 $$;
 
+-- regate_internal._only_regate_triggers_when_planned(): whether every trigger on local_training_metrics and
+-- local_training_jobs calls a function of regate_internal (the common case: nothing but regate-db's own triggers).
+-- IMMUTABLE on purpose, though it reads the catalog: the ingest trigger calls it with constant arguments in a
+-- query that names both tables, so the planner evaluates it once when it plans that query and keeps the answer in
+-- the session's cached plan; CREATE TRIGGER (or DROP, ALTER) on either table invalidates that plan, and the next
+-- statement evaluates it again. A trigger whose function is anywhere else always gets the exact check
+-- (regate_internal._assert_trusted_triggers), so the cached answer never depends on a function's owner. Never
+-- call it where a stale answer could matter without such a plan.
+create or replace function regate_internal._only_regate_triggers_when_planned()
+returns boolean
+language sql
+immutable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select not exists (
+        select
+        from pg_catalog.pg_trigger as t
+        where
+            t.tgrelid in ('regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass)
+            and not t.tgisinternal
+            and not pg_catalog.starts_with(t.tgfoid::regproc::text, 'regate_internal.')
+    )
+$$;
+
 -- Trigger function (after insert, per statement): refuse bad metrics (RG001) and metrics of completed jobs
 -- (RG002), and record in regate_internal.metric_spans / metric_names the metric names that the new rows log for
 -- the first time within their span of 1024 steps (a trainer logs the same names step after step: most statements
@@ -209,6 +234,7 @@ declare
     v_is_completed boolean;
     v_suspicious boolean;
     v_new_names boolean;
+    v_only_ours boolean;
 begin
     if tg_relid <> 'regate.local_training_metrics'::regclass or tg_level <> 'STATEMENT' or tg_op <> 'INSERT' then
         perform regate_internal._misfired('_metrics_after_insert', tg_relid);
@@ -217,10 +243,20 @@ begin
     -- The catalog is read once per transaction. The setting that remembers it only spares the session that holds
     -- it (a forged value spares its own inserts the check, whose point is to protect the other sessions), and no
     -- trigger can be added to the metrics table while this transaction holds its lock on it (CREATE TRIGGER waits).
+    -- When only regate-db's triggers sit on the tables, the answer comes from this session's cached plan of the
+    -- query below (see regate_internal._only_regate_triggers_when_planned: any change to the tables' triggers
+    -- re-plans it); otherwise the exact check runs.
     if current_setting('regate.ingest_checked', true) is distinct from pg_catalog.pg_current_xact_id()::text then
-        perform regate_internal._assert_trusted_triggers(
-            array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
-        );
+        select coalesce(
+            (select true from regate.local_training_metrics as m, regate.local_training_jobs as j where false),
+            regate_internal._only_regate_triggers_when_planned()
+        )
+        into v_only_ours;
+        if not v_only_ours then
+            perform regate_internal._assert_trusted_triggers(
+                array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
+            );
+        end if;
         perform pg_catalog.set_config('regate.ingest_checked', pg_catalog.pg_current_xact_id()::text, true);
     end if;
     -- A statement of one row (a trainer logging as it goes; executemany sends one statement per row) takes one

@@ -345,6 +345,35 @@ def test_a_trigger_function_named_like_regate_internal_is_still_foreign(
     log(eve, job, 2, eval_loss=0.9)
 
 
+def test_a_trigger_added_while_a_session_logs_is_refused_at_its_next_insert(
+    db: Conn, logins: Logins, baseline: Callable[..., None]
+) -> None:
+    """A session that logs keeps the catalog check's answer in a cached plan (only regate-db's triggers on the
+    tables); a trigger another role attaches meanwhile re-plans it: the session's next insert is refused (RG010),
+    and logs again once the trigger is gone."""
+    _, eve = logins.login("writer")
+    job = new_job(eve)
+    for step in (1, 2, 3):
+        log(eve, job, step, eval_loss=0.9)
+    mallory, mal = logins.login("writer")
+    db.execute(f"grant trigger on regate.local_training_jobs to {mallory}")
+    db.execute(f"grant create on schema public to {mallory}")
+    mal.execute(
+        "create function public.rg_watch() returns trigger language plpgsql as"
+        " $$ begin raise notice 'running as %', current_user; return null; end $$"
+    )
+    mal.execute(
+        "create trigger zz_watch after update on regate.local_training_jobs"
+        " for each statement execute function public.rg_watch()"
+    )
+    err = refused(
+        eve, "RG010", "insert into regate.local_training_metrics (job_id, step, eval_loss) values (%s, 4, 0.5)", (job,)
+    )
+    assert "zz_watch" in str(err)
+    db.execute("drop trigger zz_watch on regate.local_training_jobs")
+    log(eve, job, 4, eval_loss=0.9)
+
+
 def test_gateway_end_users_are_tenants_in_their_own_namespace(
     db: Conn, logins: Logins, baseline: Callable[..., None]
 ) -> None:
