@@ -213,6 +213,45 @@ begin
 end;
 $$;
 
+-- regate_internal._only_regate_triggers_when_planned(tables, schemas): whether every trigger on `tables` calls a
+-- function of regate_internal (nothing but regate-db's own triggers: the common case) and, with `schemas`, nobody
+-- but the owner may CREATE in schema regate or regate_internal. IMMUTABLE on purpose, though it reads the catalog:
+-- callers pass constants in a query that names every table of `tables` in its FROM, so the planner evaluates it
+-- once, when it plans that query, and the answer stays in the session's cached plan. CREATE, DROP or ALTER
+-- TRIGGER on one of those tables invalidates that plan, and so does any change to a schema (GRANT CREATE
+-- included): the next execution evaluates it again. False sends the caller to the exact check,
+-- regate_internal._assert_trusted_triggers, which also says what is wrong; a trigger whose function is anywhere
+-- else always gets it, so the cached answer never rests on who owns a function. Never call it where a stale
+-- answer could matter without such a plan.
+create or replace function regate_internal._only_regate_triggers_when_planned(p_tables regclass[], p_schemas boolean)
+returns boolean
+language sql
+immutable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select
+        not exists (
+            select
+            from pg_catalog.pg_trigger as t
+            where
+                t.tgrelid = any(p_tables)
+                and not t.tgisinternal
+                and not pg_catalog.starts_with(t.tgfoid::regproc::text, 'regate_internal.')
+        )
+        and not (
+            p_schemas and exists (
+                select
+                from pg_catalog.pg_namespace as n
+                cross join lateral pg_catalog.aclexplode(n.nspacl) as a
+                where
+                    n.nspname in ('regate', 'regate_internal')
+                    and a.privilege_type = 'CREATE'
+                    and a.grantee <> n.nspowner
+            )
+        )
+$$;
+
 -- regate.set_identity_mode(mode text, gateway_roles text[], claim text): admins only. 'login' (default): the
 -- owner of what a session writes is its login. 'gateway': for sessions whose login is one of gateway_roles
 -- (e.g. PostgREST's authenticator), the end user named by request.jwt.claims ->> claim; every other login is

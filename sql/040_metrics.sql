@@ -187,31 +187,6 @@ as $$
     select f.metric_name from regate_internal._column_metrics(p_row) as f
 $$;
 
--- regate_internal._only_regate_triggers_when_planned(): whether every trigger on local_training_metrics and
--- local_training_jobs calls a function of regate_internal (the common case: nothing but regate-db's own triggers).
--- IMMUTABLE on purpose, though it reads the catalog: the ingest trigger calls it with constant arguments in a
--- query that names both tables, so the planner evaluates it once when it plans that query and keeps the answer in
--- the session's cached plan; CREATE TRIGGER (or DROP, ALTER) on either table invalidates that plan, and the next
--- statement evaluates it again. A trigger whose function is anywhere else always gets the exact check
--- (regate_internal._assert_trusted_triggers), so the cached answer never depends on a function's owner. Never
--- call it where a stale answer could matter without such a plan.
-create or replace function regate_internal._only_regate_triggers_when_planned()
-returns boolean
-language sql
-immutable
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-    select not exists (
-        select
-        from pg_catalog.pg_trigger as t
-        where
-            t.tgrelid in ('regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass)
-            and not t.tgisinternal
-            and not pg_catalog.starts_with(t.tgfoid::regproc::text, 'regate_internal.')
-    )
-$$;
-
 -- Trigger function (after insert, per statement): refuse bad metrics (RG001) and metrics of completed jobs
 -- (RG002), and record in regate_internal.metric_spans / metric_names the metric names that the new rows log for
 -- the first time within their span of 1024 steps (a trainer logs the same names step after step: most statements
@@ -249,7 +224,9 @@ begin
     if current_setting('regate.ingest_checked', true) is distinct from pg_catalog.pg_current_xact_id()::text then
         select coalesce(
             (select true from regate.local_training_metrics as m, regate.local_training_jobs as j where false),
-            regate_internal._only_regate_triggers_when_planned()
+            regate_internal._only_regate_triggers_when_planned(
+                array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
+            )
         )
         into v_only_ours;
         if not v_only_ours then

@@ -309,11 +309,28 @@ declare
     v_metrics jsonb := p_metrics;
     v_steps jsonb;
     v_result regate.validation_results;
+    v_only_ours boolean;
 begin
-    perform regate_internal._assert_trusted_triggers(array[
-        'regate.validation_results'::regclass, 'regate.local_training_jobs'::regclass,
-        'regate.local_training_metrics'::regclass
-    ], true);
+    -- The catalog check, answered from this session's cached plan while only regate-db's triggers sit on the
+    -- tables and the schemas are closed (see regate_internal._only_regate_triggers_when_planned); else exactly.
+    select coalesce(
+        (
+            select true
+            from regate.validation_results as r, regate.local_training_jobs as j, regate.local_training_metrics as m
+            where false
+        ),
+        regate_internal._only_regate_triggers_when_planned(array[
+            'regate.validation_results'::regclass, 'regate.local_training_jobs'::regclass,
+            'regate.local_training_metrics'::regclass
+        ], true)
+    )
+    into v_only_ours;
+    if not v_only_ours then
+        perform regate_internal._assert_trusted_triggers(array[
+            'regate.validation_results'::regclass, 'regate.local_training_jobs'::regclass,
+            'regate.local_training_metrics'::regclass
+        ], true);
+    end if;
     begin
         if p_metrics is null and p_verdict.job_id is not null then
             select f.metrics, f.steps into v_metrics, v_steps from regate_internal._final_metrics(p_verdict.job_id) as f;

@@ -374,6 +374,36 @@ def test_a_trigger_added_while_a_session_logs_is_refused_at_its_next_insert(
     log(eve, job, 4, eval_loss=0.9)
 
 
+def test_the_completions_cached_catalog_check_sees_new_triggers_and_grants(
+    db: Conn, logins: Logins, baseline: Callable[..., None]
+) -> None:
+    """A session that completed a job keeps the catalog check's answer in a cached plan; a trigger attached to a
+    table the gate writes, or CREATE granted on schema regate, re-plans it: the session's next completion is
+    refused (RG010) until they are gone."""
+    name, eve = logins.login("writer")
+    first, second = new_job(eve), new_job(eve)
+    log(eve, first, 1, eval_loss=0.9)
+    log(eve, second, 1, eval_loss=0.9)
+    assert complete(eve, first)[0] == "failed"
+    db.execute(f"grant create on schema regate to {name}")
+    err = refused(eve, "RG010", "update regate.local_training_jobs set status = 'completed' where id = %s", (second,))
+    assert f"role {name} may create objects in schema regate" in str(err)
+    db.execute(f"revoke create on schema regate from {name}")
+    db.execute(f"grant trigger on regate.validation_results to {name}")
+    db.execute(f"grant create on schema public to {name}")
+    eve.execute(
+        "create function public.rg_spy() returns trigger language plpgsql as"
+        " $$ begin raise notice 'running as %', current_user; return new; end $$"
+    )
+    eve.execute(
+        "create trigger zz_spy after insert on regate.validation_results for each row execute function public.rg_spy()"
+    )
+    err = refused(eve, "RG010", "update regate.local_training_jobs set status = 'completed' where id = %s", (second,))
+    assert "zz_spy" in str(err)
+    db.execute("drop trigger zz_spy on regate.validation_results")
+    assert complete(eve, second)[0] == "failed"
+
+
 def test_gateway_end_users_are_tenants_in_their_own_namespace(
     db: Conn, logins: Logins, baseline: Callable[..., None]
 ) -> None:
