@@ -28,6 +28,16 @@ def trigger_functions(db: Conn) -> list[str]:
     ]
 
 
+def spy_on(conn: Conn, table: str) -> None:
+    """The grantee's own trigger zz_spy on `table` (it holds TRIGGER on it and CREATE on schema public): a function
+    of its own that would run with the rights of whoever fires it."""
+    conn.execute(
+        "create or replace function public.rg_spy() returns trigger language plpgsql as"
+        " $$ begin raise notice 'running as %', current_user; return new; end $$"
+    )
+    conn.execute(f"create trigger zz_spy after insert on {table} for each row execute function public.rg_spy()")
+
+
 def test_no_trigger_function_can_be_attached_to_a_hostile_temp_table(db: Conn, logins: Logins) -> None:
     """A temp table whose column type is the attacker's domain with a function of the attacker's: attaching any
     regate-db trigger function to it would run that function as the schema owner. Refused: no EXECUTE."""
@@ -287,13 +297,7 @@ def test_broad_grants_and_default_privileges_are_harmless(
     # the schema owner. The gate refuses to run next to it, so nothing of the grantee's runs with those rights.
     db.execute(f"grant trigger on regate.validation_results, regate.local_training_metrics to {name}")
     db.execute(f"grant create on schema public to {name}")
-    eve.execute(
-        "create function public.rg_spy() returns trigger language plpgsql as"
-        " $$ begin raise notice 'running as %', current_user; return new; end $$"
-    )
-    eve.execute(
-        "create trigger zz_spy after insert on regate.validation_results for each row execute function public.rg_spy()"
-    )
+    spy_on(eve, "regate.validation_results")
     err = refused(eve, "RG010", "update regate.local_training_jobs set status = 'completed' where id = %s", (job,))
     assert "zz_spy" in str(err)
     db.execute("drop trigger zz_spy on regate.validation_results")
@@ -391,13 +395,7 @@ def test_the_completions_cached_catalog_check_sees_new_triggers_and_grants(
     db.execute(f"revoke create on schema regate from {name}")
     db.execute(f"grant trigger on regate.validation_results to {name}")
     db.execute(f"grant create on schema public to {name}")
-    eve.execute(
-        "create function public.rg_spy() returns trigger language plpgsql as"
-        " $$ begin raise notice 'running as %', current_user; return new; end $$"
-    )
-    eve.execute(
-        "create trigger zz_spy after insert on regate.validation_results for each row execute function public.rg_spy()"
-    )
+    spy_on(eve, "regate.validation_results")
     err = refused(eve, "RG010", "update regate.local_training_jobs set status = 'completed' where id = %s", (second,))
     assert "zz_spy" in str(err)
     db.execute("drop trigger zz_spy on regate.validation_results")
