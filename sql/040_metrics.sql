@@ -196,8 +196,8 @@ $$;
 -- no state a client can write or roll back (settings, savepoints) can let a row into a completed job or keep a
 -- name from its span.
 -- SECURITY DEFINER (it reads and writes regate_internal), so it refuses to fire anywhere but where regate-db
--- attached it, and while a trigger regate-db did not install sits on the table (RG010; the catalog is read once
--- per transaction, see below). Row-level security has already refused rows of other owners' jobs (WITH CHECK).
+-- attached it, and while a trigger regate-db did not install sits on the table (RG010; checked at every
+-- statement, see below). Row-level security has already refused rows of other owners' jobs (WITH CHECK).
 create or replace function regate_internal._metrics_after_insert()
 returns trigger
 language plpgsql
@@ -214,28 +214,6 @@ begin
     if tg_relid <> 'regate.local_training_metrics'::regclass or tg_level <> 'STATEMENT' or tg_op <> 'INSERT' then
         perform regate_internal._misfired('_metrics_after_insert', tg_relid);
     end if;
-    -- A foreign trigger on these tables would run as every tenant who logs metrics: refuse to log next to one.
-    -- The catalog is read once per transaction. The setting that remembers it only spares the session that holds
-    -- it (a forged value spares its own inserts the check, whose point is to protect the other sessions), and no
-    -- trigger can be added to the metrics table while this transaction holds its lock on it (CREATE TRIGGER waits).
-    -- When only regate-db's triggers sit on the tables, the answer comes from this session's cached plan of the
-    -- query below (see regate_internal._only_regate_triggers_when_planned: any change to the tables' triggers
-    -- re-plans it); otherwise the exact check runs.
-    if current_setting('regate.ingest_checked', true) is distinct from pg_catalog.pg_current_xact_id()::text then
-        select coalesce(
-            (select true from regate.local_training_metrics as m, regate.local_training_jobs as j where false),
-            regate_internal._only_regate_triggers_when_planned(
-                array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
-            )
-        )
-        into v_only_ours;
-        if not v_only_ours then
-            perform regate_internal._assert_trusted_triggers(
-                array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
-            );
-        end if;
-        perform pg_catalog.set_config('regate.ingest_checked', pg_catalog.pg_current_xact_id()::text, true);
-    end if;
     -- A statement of one row (a trainer logging as it goes; executemany sends one statement per row) takes one
     -- query: lock its job FOR SHARE and read its status, test its values (one jsonpath test), and test whether its
     -- metric names are recorded for its (job, span). A statement of more rows gets no row here (the count comes
@@ -249,8 +227,14 @@ begin
                 s.job_id = n.job_id and s.span = n.step / 1024
                 and n.metrics - s.seen = '{}'::jsonb and regate_internal._column_names(n) <@ s.seen
         ),
-        n.job_id
-    into v_is_completed, v_suspicious, v_new_names, v_completed
+        n.job_id,
+        coalesce(
+            (select true from regate.local_training_metrics as m where false),
+            regate_internal._only_regate_triggers_when_planned(
+                array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
+            )
+        )
+    into v_is_completed, v_suspicious, v_new_names, v_completed, v_only_ours
     from new_rows as n
     cross join lateral (
         select j.status
@@ -286,9 +270,25 @@ begin
                         s.job_id = n.job_id and s.span = n.step / 1024
                         and n.metrics - s.seen = '{}'::jsonb and regate_internal._column_names(n) <@ s.seen
                 )
+            ),
+            coalesce(
+                (select true from regate.local_training_metrics as m, regate.local_training_jobs as j where false),
+                regate_internal._only_regate_triggers_when_planned(
+                    array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
+                )
             )
-        into v_completed, v_suspicious, v_new_names;
+        into v_completed, v_suspicious, v_new_names, v_only_ours;
         v_is_completed := v_completed is not null;
+    end if;
+    -- A foreign trigger on these tables would run as every tenant who logs metrics: refuse to log next to one
+    -- (before any other refusal). While only regate-db's triggers sit on them, the answer is a constant of this
+    -- session's cached plan of the query above (see regate_internal._only_regate_triggers_when_planned: any
+    -- change to the tables' triggers re-plans it), so every statement is checked at no cost; otherwise the exact
+    -- check runs. Nothing a client can set takes part.
+    if not v_only_ours then
+        perform regate_internal._assert_trusted_triggers(
+            array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
+        );
     end if;
     if v_is_completed then
         raise exception using
