@@ -216,7 +216,7 @@ begin
     end if;
     -- A statement of one row (a trainer logging as it goes; executemany sends one statement per row) takes one
     -- query: lock its job FOR SHARE and read its status, test its values (one jsonpath test), and test whether its
-    -- metric names are recorded for its (job, span). A statement of more rows gets no row here (the count comes
+    -- metric names are recorded for its (job, span). A statement of more rows gets no row here (the test of a second row comes
     -- first and gates the rest) and takes the set-based query below, which locks its jobs in id order.
     select
         j.status = 'completed',
@@ -242,7 +242,7 @@ begin
         where j.id = n.job_id
         for share of j
     ) as j
-    where (select count(*) from (select from new_rows limit 2) as c) = 1;
+    where not exists (select from new_rows offset 1);
     if not found then
         select
             (
