@@ -236,13 +236,9 @@ begin
         )
     into v_is_completed, v_suspicious, v_new_names, v_completed, v_only_ours
     from new_rows as n
-    cross join lateral (
-        select j.status
-        from regate.local_training_jobs as j
-        where j.id = n.job_id
-        for share of j
-    ) as j
-    where not exists (select from new_rows offset 1);
+    inner join regate.local_training_jobs as j on n.job_id = j.id
+    where not exists (select from new_rows offset 1)
+    for share of j;
     if not found then
         select
             (

@@ -211,3 +211,66 @@ def test_a_completion_waits_for_a_concurrent_insert_of_new_names_and_sees_them(d
         t.join(timeout=10)
     row = db.execute("select metrics from regate.validation_results where id = %s", (result["id"],)).fetchone()
     assert row is not None and row[0]["late_metric"] == 0.9
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_an_insert_and_a_completion_of_one_job_serialize_both_ways(db: Conn, db_dsn: str, rows: int) -> None:
+    """Rows of names already recorded in their span (the common statement, which records nothing): a completion
+    that starts while such an insert is uncommitted waits for it and validates its value; an insert that starts
+    while a completion is uncommitted waits for it and is refused (RG002). One-row and set-based statements alike."""
+    job = new_job(db)
+    log(db, job, 1, {"accuracy": 0.5})
+    insert = "insert into regate.local_training_metrics (job_id, step, metrics) values " + ", ".join(
+        ["(%s, %s, %s)"] * rows
+    )
+
+    def params(first_step: int, value: float) -> list[Any]:
+        return [x for i in range(rows) for x in (job, first_step + i, Jsonb({"accuracy": value}))]
+
+    # 1. the insert first: the completion waits, then sees the insert's last value
+    result: dict[str, Any] = {}
+    with psycopg.connect(db_dsn) as trainer:
+        trainer.execute(insert, params(2, 0.75))
+
+        def complete() -> None:
+            with psycopg.connect(db_dsn, autocommit=True) as c:
+                row = c.execute(
+                    "update regate.local_training_jobs set status = 'completed' where id = %s"
+                    " returning validation_result_id",
+                    (job,),
+                ).fetchone()
+                result["id"] = row[0] if row else None
+
+        t = threading.Thread(target=complete)
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive(), "the completion did not wait for the uncommitted insert"
+        trainer.commit()
+        t.join(timeout=10)
+    row = db.execute("select metrics from regate.validation_results where id = %s", (result["id"],)).fetchone()
+    assert row is not None and row[0]["accuracy"] == 0.75
+
+    # 2. the completion first: the insert waits, then is refused
+    db.execute("update regate.local_training_jobs set status = 'running' where id = %s", (job,))
+    outcome: dict[str, Any] = {}
+    with psycopg.connect(db_dsn) as completer:
+        completer.execute("update regate.local_training_jobs set status = 'completed' where id = %s", (job,))
+
+        def log_more() -> None:
+            with psycopg.connect(db_dsn, autocommit=True) as c:
+                try:
+                    c.execute(insert, params(100, 0.1))
+                    outcome["error"] = None
+                except psycopg.Error as exc:
+                    outcome["error"] = exc.sqlstate
+
+        t = threading.Thread(target=log_more)
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive(), "the insert did not wait for the uncommitted completion"
+        completer.commit()
+        t.join(timeout=10)
+    assert outcome["error"] == "RG002"
+    assert db.execute(
+        "select count(*) from regate.local_training_metrics where job_id = %s and step >= 100", (job,)
+    ).fetchone() == (0,)
