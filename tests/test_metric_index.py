@@ -185,32 +185,48 @@ def test_sessions_recording_new_names_in_one_span_never_wait_for_each_other(db: 
     assert got == raw and json.loads(got or "{}") == {"accuracy": 0.5, "x": 4.0, "y": 3.0}
 
 
+def complete_elsewhere(db_dsn: str, job: uuid.UUID) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start completing `job` from another session, in a thread; the dict gets the id of its verdict."""
+    result: dict[str, Any] = {}
+
+    def complete() -> None:
+        with psycopg.connect(db_dsn, autocommit=True) as c:
+            row = c.execute(
+                "update regate.local_training_jobs set status = 'completed' where id = %s"
+                " returning validation_result_id",
+                (job,),
+            ).fetchone()
+            result["id"] = row[0] if row else None
+
+    t = threading.Thread(target=complete)
+    t.start()
+    return t, result
+
+
+def release_when_waiting(t: threading.Thread, holder: Conn, what: str) -> None:
+    """The statement in `t` waits on a lock `holder` holds: commit `holder`, and let `t` finish."""
+    time.sleep(0.5)
+    assert t.is_alive(), f"{what} did not wait"
+    holder.commit()
+    t.join(timeout=10)
+
+
+def verdict_metrics(db: Conn, verdict_id: int) -> dict[str, Any]:
+    row = db.execute("select metrics from regate.validation_results where id = %s", (verdict_id,)).fetchone()
+    assert row is not None
+    return dict(row[0])
+
+
 def test_a_completion_waits_for_a_concurrent_insert_of_new_names_and_sees_them(db: Conn, db_dsn: str) -> None:
     """The one-row path locks the job FOR SHARE like the set-based path: a completion that starts while a row with
     a new name is uncommitted waits for it, and its verdict's metrics carry that name."""
     job = new_job(db)
     log(db, job, 1, {"accuracy": 0.5})
-    result: dict[str, Any] = {}
     with psycopg.connect(db_dsn) as trainer:
         log(trainer, job, 2, {"late_metric": 0.9})
-
-        def complete() -> None:
-            with psycopg.connect(db_dsn, autocommit=True) as c:
-                row = c.execute(
-                    "update regate.local_training_jobs set status = 'completed' where id = %s"
-                    " returning validation_result_id",
-                    (job,),
-                ).fetchone()
-                result["id"] = row[0] if row else None
-
-        t = threading.Thread(target=complete)
-        t.start()
-        time.sleep(0.5)
-        assert t.is_alive(), "the completion did not wait for the uncommitted insert"
-        trainer.commit()
-        t.join(timeout=10)
-    row = db.execute("select metrics from regate.validation_results where id = %s", (result["id"],)).fetchone()
-    assert row is not None and row[0]["late_metric"] == 0.9
+        t, result = complete_elsewhere(db_dsn, job)
+        release_when_waiting(t, trainer, "the completion of a job with an uncommitted insert")
+    assert verdict_metrics(db, result["id"])["late_metric"] == 0.9
 
 
 @pytest.mark.parametrize("rows", [1, 3])
@@ -228,27 +244,11 @@ def test_an_insert_and_a_completion_of_one_job_serialize_both_ways(db: Conn, db_
         return [x for i in range(rows) for x in (job, first_step + i, Jsonb({"accuracy": value}))]
 
     # 1. the insert first: the completion waits, then sees the insert's last value
-    result: dict[str, Any] = {}
     with psycopg.connect(db_dsn) as trainer:
         trainer.execute(insert, params(2, 0.75))
-
-        def complete() -> None:
-            with psycopg.connect(db_dsn, autocommit=True) as c:
-                row = c.execute(
-                    "update regate.local_training_jobs set status = 'completed' where id = %s"
-                    " returning validation_result_id",
-                    (job,),
-                ).fetchone()
-                result["id"] = row[0] if row else None
-
-        t = threading.Thread(target=complete)
-        t.start()
-        time.sleep(0.5)
-        assert t.is_alive(), "the completion did not wait for the uncommitted insert"
-        trainer.commit()
-        t.join(timeout=10)
-    row = db.execute("select metrics from regate.validation_results where id = %s", (result["id"],)).fetchone()
-    assert row is not None and row[0]["accuracy"] == 0.75
+        t, result = complete_elsewhere(db_dsn, job)
+        release_when_waiting(t, trainer, "the completion of a job with an uncommitted insert")
+    assert verdict_metrics(db, result["id"])["accuracy"] == 0.75
 
     # 2. the completion first: the insert waits, then is refused
     db.execute("update regate.local_training_jobs set status = 'running' where id = %s", (job,))
@@ -266,10 +266,7 @@ def test_an_insert_and_a_completion_of_one_job_serialize_both_ways(db: Conn, db_
 
         t = threading.Thread(target=log_more)
         t.start()
-        time.sleep(0.5)
-        assert t.is_alive(), "the insert did not wait for the uncommitted completion"
-        completer.commit()
-        t.join(timeout=10)
+        release_when_waiting(t, completer, "the insert into a job with an uncommitted completion")
     assert outcome["error"] == "RG002"
     assert db.execute(
         "select count(*) from regate.local_training_metrics where job_id = %s and step >= 100", (job,)
