@@ -32,7 +32,7 @@ begin
             c.relnamespace in ('regate'::regnamespace, 'regate_internal'::regnamespace)
             and c.relkind = 'v' and c.xmin::text <> v_xid
         union all
-        select format('drop function %s', p.oid::regprocedure), 3
+        select format('drop routine %s', p.oid::regprocedure), 3  -- a function or an aggregate
         from pg_catalog.pg_proc as p
         where p.pronamespace in ('regate'::regnamespace, 'regate_internal'::regnamespace) and p.xmin::text <> v_xid
         order by pass

@@ -54,7 +54,13 @@ QUERIES: dict[str, str] = {
         from pg_sequence s join pg_class c on c.oid = s.seqrelid join pg_namespace n on n.oid = c.relnamespace
         where {SCHEMAS} order by 1, 2""",
     "functions": f"""
-        select n.nspname, p.oid::regprocedure::text, pg_get_functiondef(p.oid), p.prosecdef, p.proconfig::text,
+        select n.nspname, p.oid::regprocedure::text,
+               case when p.prokind = 'a' then (  -- pg_get_functiondef refuses aggregates
+                   select format('aggregate: sfunc %s, stype %s, initcond %s', a.aggtransfn, a.aggtranstype::regtype,
+                                 a.agginitval)
+                   from pg_aggregate a where a.aggfnoid = p.oid
+               ) else pg_get_functiondef(p.oid) end,
+               p.prosecdef, p.proconfig::text,
                p.provolatile, p.proacl::text, obj_description(p.oid, 'pg_proc')
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where {SCHEMAS} order by 1, 2""",

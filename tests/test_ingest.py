@@ -109,6 +109,23 @@ def test_a_bad_metric_key_is_refused(db: psycopg.Connection[Any], subtests: pyte
             assert count_rows(db, job) == (0, 0)
 
 
+def test_a_blank_key_in_a_statement_of_many_rows_names_the_step_that_logs_it(db: psycopg.Connection[Any]) -> None:
+    """The set-based path gathers a (job, span)'s names in one pass; its refusal of a blank key still names a step
+    whose row logs it, not the first step of the span."""
+    job = new_job(db)
+    log(db, job, 1, train_loss=1.0)  # the span is known: the statement below still comes to the names
+    err = refused(
+        db,
+        "RG001",
+        "insert into regate.local_training_metrics (job_id, step, metrics)"
+        " select %s, g, case when g = 12 then %s::jsonb else %s::jsonb end from generate_series(10, 14) as g",
+        [job, json.dumps({"accuracy": 0.5, "  ": 1.0}), json.dumps({"accuracy": 0.5})],
+    )
+    assert "non-empty" in message(err)
+    assert err.diag.message_detail == f"job {job}, step 12"
+    assert count_rows(db, job) == (1, 1)
+
+
 def test_non_object_metrics_are_refused(db: psycopg.Connection[Any], subtests: pytest.Subtests) -> None:
     for raw in ["[]", '[{"accuracy": 0.5}]', '"accuracy"', "0.5", "null", "true"]:
         with subtests.test(metrics=raw):

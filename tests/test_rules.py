@@ -55,6 +55,13 @@ def test_metric_columns_are_the_tables_double_precision_columns(db: Conn) -> Non
     assert body is not None
     assert re.findall(r"when '(\w+)' then m\.(\w+)", body[0]) == [(c, c) for c in doubles] * 2
     assert re.findall(r"when '(\w+)' then m\.(\w+) is not null", body[0]) == [(c, c) for c in doubles]
+    # and the set-based path's names of a (job, span): whether any row sets the column, then its name
+    body = db.execute(
+        "select prosrc from pg_proc where oid = 'regate_internal._metrics_after_insert'::regproc"
+    ).fetchone()
+    assert body is not None
+    assert re.findall(r"bool_or\(n\.(\w+) is not null\) as (\w+)", body[0]) == [(c, c) for c in doubles]
+    assert re.findall(r"case when g\.(\w+) then '(\w+)' end", body[0]) == [(c, c) for c in doubles]
 
 
 def test_the_ingest_fast_test_names_every_reserved_key(db: Conn) -> None:
