@@ -233,9 +233,9 @@ declare
     v_only_ours boolean;
     -- the (job, span)s whose names no single row of metric_spans covers yet, each with its names as the keys of
     -- a JSON object (the rows' metrics keys and the names of the fixed columns they set); NULL when there is none.
-    -- A one-row statement fills the scalars (PL/pgSQL expands every array it assigns: not for every row)
-    v_row_names jsonb;
-    v_row_span bigint;
+    -- A one-row statement only says whether its names are new (v_row_new): its query stays small (the executor
+    -- sets up every expression of a query on every run, used or not), and PL/pgSQL expands every array it assigns.
+    v_row_new boolean;
     v_job_ids uuid[];
     v_spans bigint[];
     v_names jsonb[];
@@ -251,16 +251,12 @@ begin
     select
         j.status = 'completed',
         regate_internal._suspicious_metrics(n.metrics),
-        case
-            when not exists (
-                select from regate_internal.metric_spans as s
-                where
-                    s.job_id = n.job_id and s.span = n.step / 1024
-                    and n.metrics - s.seen = '{}'::jsonb and regate_internal._column_names(n) <@ s.seen
-            )
-                then n.metrics || jsonb_object(regate_internal._column_names(n), regate_internal._column_names(n))
-        end,
-        n.step / 1024,
+        not exists (
+            select from regate_internal.metric_spans as s
+            where
+                s.job_id = n.job_id and s.span = n.step / 1024
+                and n.metrics - s.seen = '{}'::jsonb and regate_internal._column_names(n) <@ s.seen
+        ),
         n.job_id,
         coalesce(
             (select true from regate.local_training_metrics as m where false),
@@ -268,7 +264,7 @@ begin
                 array['regate.local_training_metrics'::regclass, 'regate.local_training_jobs'::regclass], false
             )
         )
-    into v_is_completed, v_suspicious, v_row_names, v_row_span, v_completed, v_only_ours
+    into v_is_completed, v_suspicious, v_row_new, v_completed, v_only_ours
     from new_rows as n
     inner join regate.local_training_jobs as j on n.job_id = j.id
     where not exists (select from new_rows offset 1)
@@ -377,10 +373,13 @@ begin
         cross join lateral jsonb_each(n.metrics) as e
         where regate_internal._suspicious_metrics(n.metrics);
     end if;
-    if v_row_names is not null then
-        v_job_ids := array[v_completed];
-        v_spans := array[v_row_span];
-        v_names := array[v_row_names];
+    if v_row_new then
+        select
+            array[n.job_id],
+            array[n.step / 1024],
+            array[n.metrics || jsonb_object(regate_internal._column_names(n), regate_internal._column_names(n))]
+        into v_job_ids, v_spans, v_names
+        from new_rows as n;
     elsif v_names is null then
         return null;
     end if;
