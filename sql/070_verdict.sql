@@ -169,6 +169,9 @@ set extra_float_digits = 3
 -- One plan per session (the checks query, inlined, takes milliseconds to plan; its parameters change nothing a
 -- plan depends on).
 set plan_cache_mode = force_generic_plan
+-- Without Memoize nodes in the checks query: their keys (a baseline's metric and value) barely repeat, and each costs
+-- its set-up on every run (1% of a completion's instructions, measured).
+set enable_memoize = off
 as $$
 declare
     v_gc jsonb := p_verdict.config -> 'regressionGateConfig';
@@ -186,10 +189,15 @@ begin
     if jsonb_typeof(v_gc -> 'metricsToValidate') = 'array' then
         v_only := array(select jsonb_array_elements_text(v_gc -> 'metricsToValidate'));
     end if;
-    -- The common case: no applicable baseline asks for Benjamini-Hochberg, and the checks query is inlined here.
+    -- The common case: no applicable baseline asks for Benjamini-Hochberg, and the checks query is inlined here. The
+    -- test may say yes for a baseline that does not apply (another version's overrides it, or metricsToValidate
+    -- leaves it out): the procedure then spares nothing, and the verdict is the same by the slower path. Without
+    -- _applicable_baselines' sort, it costs a fifth as much (4% of a completion's instructions, measured).
     v_fdr := exists (
-        select from regate_internal._applicable_baselines(p_verdict.model_name, p_verdict.model_version, v_only) as b
-        where b.benjamini_hochberg
+        select from regate.model_baselines as b
+        where
+            b.benjamini_hochberg and b.is_active and b.model_name = p_verdict.model_name
+            and (b.model_version = p_verdict.model_version or b.model_version is null)
     );
     -- All applicable baselines in one statement: one snapshot; the verdict's inputs come with it. The array is
     -- built as to_jsonb(array_agg(...)): jsonb_agg re-encodes every element, at about three times the cost.
