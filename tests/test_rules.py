@@ -51,10 +51,27 @@ def test_metric_columns_are_the_tables_double_precision_columns(db: Conn) -> Non
         f" null::uuid as job_id, 0::bigint as step, {values}, '{{}}'::jsonb as metrics, now() as recorded_at) as r"
     ).fetchone()
     assert names is not None and names[0] == doubles
-    body = db.execute("select prosrc from pg_proc where oid = 'regate_internal._final_value_row'::regproc").fetchone()
-    assert body is not None
-    assert re.findall(r"when '(\w+)' then m\.(\w+)", body[0]) == [(c, c) for c in doubles] * 2
-    assert re.findall(r"when '(\w+)' then m\.(\w+) is not null", body[0]) == [(c, c) for c in doubles]
+    # _row_value and _row_logs (the final-value lookups' value and filter) take each column and read it for its name
+    for function in ("_row_value", "_row_logs"):
+        args = db.execute(
+            "select proargnames from pg_proc where oid = %s::regproc", (f"regate_internal.{function}",)
+        ).fetchone()
+        assert args is not None and args[0] == ["p_metric", *(f"p_{c}" for c in doubles), "p_metrics"]
+    placeholders = ", ".join(["%s::float8"] * len(doubles))
+    for i, column in enumerate(doubles):
+        only = [1.5 if j == i else None for j in range(len(doubles))]
+        got = db.execute(
+            f"select regate_internal._row_value(%s, {placeholders}, '{{}}'),"
+            f" regate_internal._row_logs(%s, {placeholders}, '{{}}')",
+            (column, *only, column, *only),
+        ).fetchone()
+        assert got == (1.5, True), column
+    for function in ("_final_value_row", "_final_metrics"):
+        body = db.execute("select prosrc from pg_proc where oid = %s::regproc", (f"regate_internal.{function}",))
+        text = body.fetchone()
+        assert text is not None
+        passed = re.findall(r"regate_internal\._row_(?:value|logs)\([^,]+, ([^)]*)\)", text[0])
+        assert passed and all([a.split(".")[-1] for a in p.split(", ")] == [*doubles, "metrics"] for p in passed)
     # and the set-based path's names of a (job, span): whether any row sets the column, then its name
     body = db.execute(
         "select prosrc from pg_proc where oid = 'regate_internal._metrics_after_insert'::regproc"
