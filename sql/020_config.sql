@@ -108,17 +108,23 @@ begin
     if p_config is null or jsonb_typeof(p_config) <> 'object' then
         return format('config must be a JSON object, got %s', coalesce(jsonb_typeof(p_config), 'NULL'));
     end if;
-    v_known := array(select jsonb_object_keys(v_defaults));
-    for v_key, v_value in select e.key, e.value from jsonb_each(p_config) as e loop
-        if v_key = any(v_known) then
+    -- Only the gate keys and the keys that could be a near-miss of one (at most one letter longer or shorter) reach
+    -- the loop: a job's other keys (its hyperparameters) are filtered out by the query, in jsonb's key order.
+    for v_key, v_value in
+        select e.key, e.value
+        from jsonb_each(p_config) as e
+        where v_defaults ? e.key or length(e.key) between 19 and 24
+    loop
+        if v_defaults ? v_key then
             if jsonb_typeof(v_defaults -> v_key) = 'boolean' and jsonb_typeof(v_value) <> 'boolean' then
                 return format('config.%s must be a boolean (true or false), got %s', v_key, v_value);
             elsif jsonb_typeof(v_defaults -> v_key) = 'object' and jsonb_typeof(v_value) <> 'object' then
                 return format('config.%s must be a JSON object, got %s', v_key, v_value);
             end if;
-        -- cheap test first: a near-miss is at most one letter longer or shorter than a gate key
-        elsif length(v_key) between 19 and 24 then
-            v_problem := regate_internal._unknown_key_problem('config.', v_key, v_known, false);
+        else
+            v_problem := regate_internal._unknown_key_problem(
+                'config.', v_key, array(select jsonb_object_keys(v_defaults)), false
+            );
             if v_problem is not null then
                 return v_problem;
             end if;

@@ -115,8 +115,9 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
     if
-        (select r.oid from pg_catalog.pg_roles as r where r.rolname = current_user)
-        = (select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'regate')
+        current_user = (
+            select pg_catalog.pg_get_userbyid(n.nspowner) from pg_catalog.pg_namespace as n where n.nspname = 'regate'
+        )
         or regate.is_admin()
     then
         return new;
@@ -275,8 +276,9 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
     if
-        (select r.oid from pg_catalog.pg_roles as r where r.rolname = current_user)
-        = (select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'regate')
+        current_user = (
+            select pg_catalog.pg_get_userbyid(n.nspowner) from pg_catalog.pg_namespace as n where n.nspname = 'regate'
+        )
         or (tg_argv[0] = 'admin' and regate.is_admin())
     then
         return case when tg_op = 'DELETE' then old else new end;
