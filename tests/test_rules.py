@@ -67,8 +67,9 @@ def test_metric_columns_are_the_tables_double_precision_columns(db: Conn) -> Non
         ).fetchone()
         assert got == (1.5, True), column
     for function in ("_final_value_row", "_final_metrics"):
-        body = db.execute("select prosrc from pg_proc where oid = %s::regproc", (f"regate_internal.{function}",))
-        text = body.fetchone()
+        text = db.execute(
+            "select prosrc from pg_proc where oid = %s::regproc", (f"regate_internal.{function}",)
+        ).fetchone()
         assert text is not None
         passed = re.findall(r"regate_internal\._row_(?:value|logs)\([^,]+, ([^)]*)\)", text[0])
         assert passed and all([a.split(".")[-1] for a in p.split(", ")] == [*doubles, "metrics"] for p in passed)
