@@ -30,6 +30,34 @@ begin
 end;
 $$;
 
+-- regate_internal._claim_first_failure(model_name, result_id): record the verdict as the model's first failed or
+-- blocked one, unless one is recorded already; whether it was. It never waits for another transaction: while a
+-- concurrent transaction that recorded the model's first failure has not ended, that one is first (at most 10 ms
+-- are spent finding out), and a status update never fails or stalls for the alert's sake. Should that transaction
+-- roll back, the model's next failed verdict becomes its first_failure. Under REPEATABLE READ, a first failure
+-- committed after the snapshot was taken is found by the unique index (a serialization failure, caught here).
+create or replace function regate_internal._claim_first_failure(p_model_name text, p_result_id bigint)
+returns boolean
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+set lock_timeout = '10ms'
+as $$
+begin
+    if exists (select from regate_internal.first_failures as f where f.model_name = p_model_name) then
+        return false;
+    end if;
+    begin
+        insert into regate_internal.first_failures (model_name, validation_result_id)
+        values (p_model_name, p_result_id)
+        on conflict (model_name) do nothing;
+        return found;
+    exception when lock_not_available or serialization_failure then
+        return false;
+    end;
+end;
+$$;
+
 -- Trigger function (after insert on regate.validation_results, of a verdict that failed, blocked or is an error):
 -- alert error or blocked, and first_failure for the first failed or blocked verdict of the model. SECURITY
 -- DEFINER (the outbox is written by regate-db only), so it refuses to fire anywhere else (RG010).
@@ -61,10 +89,7 @@ begin
     -- A verdict of a job (a completion or its re-validation): run_gate without a job is a CI step's check, which
     -- raises its own blocked alert but does not decide which failure of the model came first.
     if (new.status = 'failed' or new.blocked) and new.job_id is not null then
-        insert into regate_internal.first_failures (model_name, validation_result_id)
-        values (new.model_name, new.id)
-        on conflict (model_name) do nothing;
-        if found then
+        if regate_internal._claim_first_failure(new.model_name, new.id) then
             perform regate_internal._alert(
                 'first_failure', new.model_name, new.job_id, new.id, new.owner_id,
                 jsonb_build_object('status', new.status, 'blocked', new.blocked)

@@ -591,6 +591,52 @@ def test_a_model_policy_inherits_enforce_from_the_default_policy(gated: Conn) ->
     assert any(f"the gate policy that applies to model {MODEL} enforces" in n for n in notices)
 
 
+def _first_failures(db: Conn) -> list[tuple[str, uuid.UUID]]:
+    rows = db.execute("select kind, job_id from regate.alerts where kind = 'first_failure' order by seq").fetchall()
+    return [(kind, job) for kind, job in rows]
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback"])
+def test_concurrent_first_failures_of_a_model_never_wait_for_each_other(gated: Conn, db_dsn: str, ending: str) -> None:
+    """Two transactions complete failing jobs of a model that has never failed: the second neither waits for the
+    first nor fails (the gate's lock_timeout used to turn that wait into a failed status update). Exactly one
+    first_failure: the open transaction's when it commits; the next failure's when it rolls back."""
+    db = gated
+    first_job, second_job = new_job(db, MODEL), new_job(db, MODEL)
+    log(db, first_job, 1, eval_loss=0.9)
+    log(db, second_job, 1, eval_loss=0.9)
+    with psycopg.connect(db_dsn) as first, psycopg.connect(db_dsn) as second:
+        complete(first, first_job)  # open: its first_failures row is not committed
+        second.execute("set lock_timeout = '30s'")
+        started = datetime.now(UTC)
+        assert complete(second, second_job)[0] == "failed"
+        second.commit()
+        assert datetime.now(UTC) - started < timedelta(seconds=5)  # not a wait for the open transaction
+        getattr(first, ending)()
+    kinds = _first_failures(db)
+    if ending == "commit":
+        assert kinds == [("first_failure", first_job)]
+    else:
+        assert kinds == []
+        third = run_job(db, 0.9, config={})
+        assert _first_failures(db) == [("first_failure", third)]
+
+
+def test_a_repeatable_read_failure_after_a_committed_first_failure_is_not_first(gated: Conn, db_dsn: str) -> None:
+    """A REPEATABLE READ transaction whose snapshot predates the model's committed first failure completes its
+    failing job without error, and its verdict is not a second first_failure."""
+    db = gated
+    job = new_job(db, MODEL)
+    log(db, job, 1, eval_loss=0.9)
+    with psycopg.connect(db_dsn) as late:
+        late.execute("begin isolation level repeatable read")
+        late.execute("select count(*) from regate.validation_results")  # the snapshot is taken here
+        first = run_job(db, 0.9, config={})
+        assert complete(late, job)[0] == "failed"
+        late.commit()
+    assert _first_failures(db) == [("first_failure", first)]
+
+
 def test_a_job_less_gate_check_raises_blocked_but_not_the_first_failure(gated: Conn) -> None:
     db = gated
     db.execute(

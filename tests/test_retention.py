@@ -745,17 +745,28 @@ def test_at_scale_batches_purge_alongside_trainers_completions_and_readers(db: C
     for t in threads:
         t.start()
     calls: list[tuple[Any, ...]] = []
+
+    def each_worker_moved_on(since: dict[str, int]) -> None:
+        # The overlap does not depend on the machine's speed: every worker runs at least once per purge call.
+        deadline = time.monotonic() + 60
+        while any(counts[k] <= since[k] for k in ("logged", "revalidated", "reads")) and not errors:
+            assert time.monotonic() < deadline, f"a worker made no progress in 60 s: {counts}"
+            time.sleep(0.005)
+
     try:
         with psycopg.connect(db_dsn, autocommit=True) as admin:
             cutoff = admin.execute("select now() - interval '1 day'").fetchone()
             assert cutoff is not None
+            each_worker_moved_on(dict.fromkeys(counts, 0))
             idle = 0
             while True:
+                since = dict(counts)
                 with admin.transaction():
                     admin.execute("set local lock_timeout = '2s'")
                     row = admin.execute(PURGE, (cutoff[0], model, 20, 20_000)).fetchone()
                 assert row is not None
                 calls.append(tuple(row))
+                each_worker_moved_on(since)
                 if row[3] == 0:
                     break
                 idle = 0 if (row[0] or row[1]) else idle + 1
