@@ -97,7 +97,10 @@ as $$
     end
 $$;
 
--- regate_internal._pct(d): a relative change as a percentage for messages ('20.9%').
+-- regate_internal._pct(d): the size of a relative change (or a confidence) as a percentage for messages ('20.9%'),
+-- without its sign. It takes the signed value: an argument that is a plain column lets it inline into the checks
+-- query (abs(x) as the argument would not, PostgreSQL inlines a function whose parameter is used more than once
+-- only for a simple argument).
 create or replace function regate_internal._pct(p_d double precision)
 returns text
 language sql
@@ -108,10 +111,10 @@ as $$
     select case
         when abs(p_d) = 'Infinity'::float8 then 'an unbounded %'
         -- beyond 1e13 the percentage would overflow a double: say it as a factor
-        when abs(p_d) >= 1e13 then btrim(to_char(p_d, '9.999EEEE')) || ' times'
+        when abs(p_d) >= 1e13 then btrim(to_char(abs(p_d), '9.999EEEE')) || ' times'
         -- below 0.1% keep 2 significant digits rather than print 0%
-        when p_d <> 0 and abs(p_d) < 0.001 then regate_internal._fmt(p_d * 100) || '%'
-        else (round(p_d * 1000) / 10)::text || '%'
+        when p_d <> 0 and abs(p_d) < 0.001 then regate_internal._fmt(abs(p_d) * 100) || '%'
+        else (round(abs(p_d) * 1000) / 10)::text || '%'
     end
 $$;
 
@@ -143,7 +146,7 @@ as $$
             when p_value = p_baseline_value then ''
             when p_baseline_value = 0 then ' by ' || regate_internal._fmt(abs(p_value))
             when p_absolute then ' by ' || regate_internal._fmt(abs(regate_internal._f8_add(p_value, -p_baseline_value)))
-            else ' by ' || regate_internal._pct(abs(p_relative_change))
+            else ' by ' || regate_internal._pct(p_relative_change)
         end
     end
 $$;
@@ -197,43 +200,53 @@ stable
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    v_parts text [] := '{}';
 begin
-    return case p_outcome
-        when 'missing' then format('%s was not logged (no value to check)', p_metric)
-        when 'invalid' then format('%s is %s, not a finite number', p_metric, p_value)
-        when 'no_baseline' then format('%s is required but has no active baseline', p_metric)
-        else format('%s %s %s', p_metric, regate_internal._fmt(p_value), array_to_string(array[
-            case when 'threshold' = any(p_failed) then format(
-                'is %s the threshold %s (%s is better)',
-                case when p_greater_is_better then 'below' else 'above' end, regate_internal._fmt(p_threshold),
-                case when p_greater_is_better then 'higher' else 'lower' end
-            ) end,
-            case when 'min_absolute_change' = any(p_failed) then format(
-                case
-                    when p_min_absolute_change > 0 then 'is %s, but must improve on it by at least %s'
-                    when p_min_absolute_change = 0 then 'is %s, and must not be worse%s'
-                    else 'is %s, tolerance %s'
-                end,
-                regate_internal._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change, true),
-                case when p_min_absolute_change = 0 then '' else regate_internal._fmt(abs(p_min_absolute_change)) end
-            ) end,
-            case when 'min_relative_change' = any(p_failed) then format(
-                case
-                    when p_baseline_value = 0 and p_min_relative_change >= 0
-                        then 'is %s, but must be better than a baseline of 0%s'
-                    when p_baseline_value = 0 then 'is %s, and must not be worse than a baseline of 0%s'
-                    when p_min_relative_change > 0 then 'is %s, but must improve on it by at least %s'
-                    when p_min_relative_change = 0 then 'is %s, and must not be worse%s'
-                    else 'is %s, tolerance %s'
-                end,
-                regate_internal._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change, false),
-                case
-                    when p_baseline_value = 0 or p_min_relative_change = 0 then ''
-                    else regate_internal._pct(abs(p_min_relative_change))
-                end
-            ) end
-        ], '; '))
-    end;
+    -- One statement per case: PL/pgSQL sets up only the expressions it runs, once per transaction.
+    if p_outcome = 'missing' then
+        return format('%s was not logged (no value to check)', p_metric);
+    elsif p_outcome = 'invalid' then
+        return format('%s is %s, not a finite number', p_metric, p_value);
+    elsif p_outcome = 'no_baseline' then
+        return format('%s is required but has no active baseline', p_metric);
+    end if;
+    if 'threshold' = any(p_failed) then
+        v_parts := v_parts || format(
+            'is %s the threshold %s (%s is better)',
+            case when p_greater_is_better then 'below' else 'above' end, regate_internal._fmt(p_threshold),
+            case when p_greater_is_better then 'higher' else 'lower' end
+        );
+    end if;
+    if 'min_absolute_change' = any(p_failed) then
+        v_parts := v_parts || format(
+            case
+                when p_min_absolute_change > 0 then 'is %s, but must improve on it by at least %s'
+                when p_min_absolute_change = 0 then 'is %s, and must not be worse%s'
+                else 'is %s, tolerance %s'
+            end,
+            regate_internal._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change, true),
+            case when p_min_absolute_change = 0 then '' else regate_internal._fmt(abs(p_min_absolute_change)) end
+        );
+    end if;
+    if 'min_relative_change' = any(p_failed) then
+        v_parts := v_parts || format(
+            case
+                when p_baseline_value = 0 and p_min_relative_change >= 0
+                    then 'is %s, but must be better than a baseline of 0%s'
+                when p_baseline_value = 0 then 'is %s, and must not be worse than a baseline of 0%s'
+                when p_min_relative_change > 0 then 'is %s, but must improve on it by at least %s'
+                when p_min_relative_change = 0 then 'is %s, and must not be worse%s'
+                else 'is %s, tolerance %s'
+            end,
+            regate_internal._comparison(p_value, p_baseline_value, p_greater_is_better, p_relative_change, false),
+            case
+                when p_baseline_value = 0 or p_min_relative_change = 0 then ''
+                else regate_internal._pct(p_min_relative_change)
+            end
+        );
+    end if;
+    return format('%s %s %s', p_metric, regate_internal._fmt(p_value), array_to_string(v_parts, '; '));
 end;
 $$;
 
