@@ -13,6 +13,13 @@ Two more copies of the plain table measure what any trigger costs, for informati
 statement-level trigger of the kind regate-db needs (AFTER INSERT, a transition table, PL/pgSQL, SECURITY DEFINER,
 pinned search_path), one whose trigger runs a single query over the new rows. They bound what a PL/pgSQL ingest
 trigger can reach against the >= 0.8 targets (docs/performance.md).
+
+Also for information, what real clients get. The methods above run as a superuser, which row-level security
+does not apply to (and only a superuser or a BYPASSRLS role may COPY into a table with row-level security at all).
+So: the statement regate_db.Client sends (`ingest_batch_size` rows per INSERT, the columns as arrays unnested
+server-side; `ingest_copy_rows` rows per trial, one transaction per statement), as the superuser and as a tenant
+(a login granted regate_writer, whose jobs these are; the plain tables granted to it, without row-level security),
+and executemany as that tenant.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from psycopg import conninfo
 
 from bench.common import (
     METRIC_COLUMNS,
@@ -35,6 +44,7 @@ from bench.common import (
     timed_ms,
     trainer_rows,
 )
+from regate_db import client
 
 MODEL = "bench-ingest"
 JOBS = 8
@@ -90,6 +100,19 @@ def insert_batch(conn: Conn, table: str, rows: Rows) -> None:
     sql = f"insert into {table} ({COLUMNS}) values ({PLACEHOLDERS})"
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(sql, rows)
+
+
+# The statement regate_db.Client.flush sends, into either table.
+CLIENT_INSERT = client._INSERT_SQL
+assert client._ROW_COLUMNS == METRIC_COLUMNS and CLIENT_INSERT.startswith(f"insert into {REGATE} ")
+
+
+def insert_client_batches(conn: Conn, table: str, rows: Rows, batch: int = 1_000) -> None:
+    """regate_db.Client's statement: `batch` rows per INSERT as column arrays, each its own transaction
+    (autocommit, as Client.flush outside a transaction)."""
+    sql = CLIENT_INSERT.replace(REGATE, table, 1)
+    for first in range(0, len(rows), batch):
+        conn.execute(sql, [list(column) for column in zip(*rows[first : first + batch], strict=True)])
 
 
 def copy_rows(conn: Conn, table: str, rows: Rows) -> None:
@@ -166,6 +189,73 @@ def run(maintenance: str, sizes: Sizes) -> list[Figure]:
                 Figure(f"ingest {short}: empty PL/pgSQL trigger / plain", rates[EMPTY_TRIGGER] / rates[PLAIN], "ratio"),
                 Figure(f"ingest {short}: trigger running one query / plain", rates[ONE_QUERY] / rates[PLAIN], "ratio"),
             ]
+        log(f"ingest: regate_db.Client's statement, {sizes.ingest_copy_rows:,} rows x {sizes.ingest_repeat} trials")
+        figures += clients(conn, jobs, sizes, step, "")
+        step += sizes.ingest_repeat * (sizes.ingest_copy_rows // len(jobs) + 1)
         counts = conn.execute(f"select (select count(*) from {REGATE}), (select count(*) from {PLAIN})").fetchone()
         assert counts is not None and counts[0] == counts[1], counts
+        figures += as_tenant(conn, dsn, sizes)
     return figures
+
+
+def clients(conn: Conn, jobs: list[uuid.UUID], sizes: Sizes, step: int, who: str) -> list[Figure]:
+    """regate_db.Client's statement against the plain table (see the module docstring)."""
+
+    def batches(c: Conn, table: str, rows: Rows) -> None:
+        insert_client_batches(c, table, rows, sizes.ingest_batch_size)
+
+    regate, plain, _ = measure(
+        conn, jobs, batches, sizes.ingest_copy_rows, sizes.ingest_copy_rows, sizes.ingest_repeat, step
+    )
+    name = f"ingest{who} regate_db.Client, {sizes.ingest_batch_size} rows per statement"
+    return [
+        Figure(f"{name}: regate", regate, "rows/s"),
+        Figure(f"{name}: plain table", plain, "rows/s"),
+        Figure(f"ingest{who} client batches / plain", regate / plain, "ratio"),
+    ]
+
+
+def as_tenant(conn: Conn, dsn: str, sizes: Sizes) -> list[Figure]:
+    """executemany and regate_db.Client's statement as a tenant login, under row-level security."""
+    role = f"bench_tenant_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"create role {role} login password 'pw-{role}'")
+    try:
+        conn.execute("select regate.grant_usage(%s, 'writer')", (role,))
+        conn.execute(f"grant usage on schema bench_plain to {role}")
+        conn.execute(f"grant select, insert on bench_plain.jobs, bench_plain.metrics to {role}")
+        with connect(conninfo.make_conninfo(dsn, user=role, password=f"pw-{role}")) as tenant:
+            jobs = create_jobs(tenant, MODEL, JOBS)
+            conn.execute(
+                "insert into bench_plain.jobs select * from regate.local_training_jobs where id = any(%s)", (jobs,)
+            )
+            step = measure(tenant, jobs, insert_batch, 100, 200, 2, 1)[2]  # warm up
+            log(f"ingest as a tenant: executemany, {sizes.ingest_batch_rows:,} rows x {sizes.ingest_repeat} trials")
+            regate, plain, step = measure(
+                tenant, jobs, insert_batch, sizes.ingest_batch_size, sizes.ingest_batch_rows, sizes.ingest_repeat, step
+            )
+            figures = [
+                Figure(
+                    f"ingest as a tenant, executemany, {sizes.ingest_batch_size} rows per call: regate",
+                    regate,
+                    "rows/s",
+                ),
+                Figure(
+                    f"ingest as a tenant, executemany, {sizes.ingest_batch_size} rows per call: plain table",
+                    plain,
+                    "rows/s",
+                ),
+                Figure("ingest as a tenant executemany / plain", regate / plain, "ratio"),
+            ]
+            rows, trials = sizes.ingest_copy_rows, sizes.ingest_repeat
+            log(f"ingest as a tenant: the client's statement, {rows:,} rows x {trials} trials")
+            figures += clients(tenant, jobs, sizes, step, " as a tenant")
+            owners = tenant.execute(
+                "select count(*), count(*) filter (where owner_id = regate.current_identity())"
+                " from regate.local_training_jobs where id = any(%s)",
+                (jobs,),
+            ).fetchone()
+            assert owners is not None and owners[0] == owners[1] == JOBS, owners
+        return figures
+    finally:
+        conn.execute(f"drop owned by {role}")
+        conn.execute(f"drop role {role}")
