@@ -241,6 +241,47 @@ def test_tenants_cannot_see_or_touch_each_other(db: Conn, logins: Logins, baseli
     assert db.execute("select count(*) from regate.validation_results").fetchone() == (1,)
 
 
+def test_who_is_an_admin(db: Conn, logins: Logins) -> None:
+    """regate.is_admin() per kind of login: a superuser, a member of regate_admin and a member of the role that owns
+    schema regate are admins; writers and readers are not."""
+    row = db.execute("select nspowner::regrole::text from pg_namespace where nspname = 'regate'").fetchone()
+    assert row is not None
+    owner = row[0]
+    assert db.execute("select regate.is_admin(), rolsuper from pg_roles where rolname = session_user").fetchone() == (
+        True,
+        True,
+    )
+    expected: dict[str, bool] = {}
+    conns: dict[str, Conn] = {}
+    for level, admin in (("admin", True), ("writer", False), ("reader", False)):
+        _, conns[level] = logins.login(level)
+        expected[level] = admin
+    member = logins.role("reader")
+    db.execute(f'grant "{owner}" to {member}')
+    conns["member of the owner"], expected["member of the owner"] = logins.connect(member), True
+    for kind, conn in conns.items():
+        assert conn.execute("select regate.is_admin()").fetchone() == (expected[kind],), kind
+
+
+def test_metric_rows_row_level_security_both_ways(db: Conn, logins: Logins) -> None:
+    """Row-level security on metric rows tests the job first on insert and is_admin() first on read: either way a
+    tenant logs into and reads its own jobs only, and an admin login (not a superuser, so the policy applies to it)
+    logs into and reads every job's."""
+    _, alice = logins.login("writer")
+    _, bob = logins.login("writer")
+    _, admin = logins.login("admin")
+    job = new_job(alice)
+    log(alice, job, 1, eval_loss=0.5)
+    log(admin, job, 2, eval_loss=0.4)
+    for target in (job, GHOST):
+        refused(bob, "42501", "insert into regate.local_training_metrics (job_id, step) values (%s, 3)", (target,))
+    refused(admin, "23503", "insert into regate.local_training_metrics (job_id, step) values (%s, 3)", (GHOST,))
+    count = "select count(*) from regate.local_training_metrics where job_id = %s"
+    assert alice.execute(count, (job,)).fetchone() == (2,)
+    assert admin.execute(count, (job,)).fetchone() == (2,)
+    assert bob.execute(count, (job,)).fetchone() == (0,)
+
+
 def test_broad_grants_and_default_privileges_are_harmless(
     db: Conn, logins: Logins, baseline: Callable[..., None]
 ) -> None:
